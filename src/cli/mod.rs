@@ -1,0 +1,52 @@
+//! Subcommand definitions and dispatch; each subcommand lives in its own file.
+
+mod prepare;
+
+use clap::{Parser, Subcommand};
+
+/// Activation probes that guard open-weight LLMs: extract hidden states from an exported decoder
+/// graph, train a linear probe on them, and guard generation with it.
+#[derive(Debug, Parser)]
+#[command(name = "open-constitution", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v info from every module, -vv debug, -vvv trace). Default: warnings and
+    /// this tool's progress messages.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors; no progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert public safety datasets into the training JSONL schema.
+    PrepareData(prepare::Args),
+}
+
+/// Runs one subcommand.
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::PrepareData(a) => prepare::run(a),
+    }
+}
+
+/// Sets up `tracing` output on stderr; `RUST_LOG` overrides the flags.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn,open_constitution=info",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

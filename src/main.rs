@@ -1,0 +1,22 @@
+//! The `open-constitution` command line: one subcommand per step of the pipeline.
+
+mod cli;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_logging(args.verbose, args.quiet);
+    match cli::run(args.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One clear message, with its causes, and exit code 2 for every handled failure.
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
