@@ -3,5 +3,9 @@
 
 pub mod error;
 pub mod fsutil;
+pub mod manifest;
+pub mod store;
+pub mod store_set;
+pub mod tensors;
 
 pub use error::{Error, Result};

@@ -1,0 +1,168 @@
+//! Activation store invariants: atomic shards, resume, refusal of mixed arguments, and combining
+//! shard stores (missing, duplicated and foreign shards are refused).
+
+use ndarray::Array2;
+use open_constitution::store::{
+    ActivationStore, Pooling, RowMeta, ShardSpec, StoreMeta, StoreWriter, STORE_FORMAT,
+    STORE_VERSION,
+};
+use open_constitution::store_set::ActivationSet;
+use std::path::Path;
+
+fn meta(shard: Option<ShardSpec>) -> StoreMeta {
+    StoreMeta {
+        format: STORE_FORMAT.into(),
+        version: STORE_VERSION,
+        model_hash: "m1".into(),
+        manifest_sha256: "x".into(),
+        model: "models/tiny".into(),
+        num_layers: 4,
+        layers: vec![2, 4],
+        hidden_size: 3,
+        pooling: Pooling::Last,
+        dtype: "float32".into(),
+        chat_template: true,
+        shard,
+        rows_per_shard: 2,
+        args: serde_json::json!({"data_sha256": "d", "max_tokens": 64}),
+        planned_rows: 5,
+        complete: false,
+        row_count: 0,
+        truncated: 0,
+    }
+}
+
+fn row(i: usize) -> RowMeta {
+    RowMeta {
+        id: format!("r{i}"),
+        label: (i % 2) as u8,
+        split: Some("train".into()),
+        topic: None,
+        source: None,
+        tokens: 10 + i,
+        prompt_hash: format!("p{i}"),
+        truncated: false,
+    }
+}
+
+fn layer_block(first: usize, n: usize, layer: usize) -> Array2<f32> {
+    Array2::from_shape_fn((n, 3), |(r, c)| ((first + r) * 100 + layer * 10 + c) as f32)
+}
+
+/// Writes rows [from, to) in shards of 2.
+fn write_rows(w: &mut StoreWriter, from: usize, to: usize) {
+    let mut i = from;
+    while i < to {
+        let n = (to - i).min(2);
+        let rows: Vec<RowMeta> = (i..i + n).map(row).collect();
+        w.write_shard(&rows, &[layer_block(i, n, 2), layer_block(i, n, 4)])
+            .unwrap();
+        i += n;
+    }
+}
+
+#[test]
+fn write_resume_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("store");
+    let mut w = StoreWriter::create_or_resume(&d, meta(None)).unwrap();
+    write_rows(&mut w, 0, 4);
+    drop(w); // killed before finishing: two complete shards on disk
+    std::fs::write(d.join("shard-00002.rows.jsonl.tmp123"), "partial").unwrap();
+    std::fs::write(d.join("shard-00002.rows.jsonl"), "{}").unwrap();
+    assert!(
+        ActivationStore::open(&d).is_err(),
+        "incomplete store refused"
+    );
+
+    let mut w = StoreWriter::create_or_resume(&d, meta(None)).unwrap();
+    assert_eq!(w.rows_done(), 4, "resumes after the last complete shard");
+    assert!(!d.join("shard-00002.rows.jsonl").exists(), "orphan removed");
+    write_rows(&mut w, 4, 5);
+    let m = w.finish(1).unwrap();
+    assert_eq!((m.row_count, m.truncated, m.complete), (5, 1, true));
+
+    let s = ActivationStore::open(&d).unwrap();
+    let ids: Vec<&str> = s.rows().iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["r0", "r1", "r2", "r3", "r4"],
+        "no lost or duplicated rows"
+    );
+    let m4 = s.layer_matrix(4).unwrap();
+    assert_eq!(m4, layer_block(0, 5, 4));
+    assert!(s
+        .layer_matrix(3)
+        .unwrap_err()
+        .to_string()
+        .contains("[2, 4]"));
+    let all_rows = std::fs::read_to_string(d.join("rows.jsonl")).unwrap();
+    assert_eq!(all_rows.lines().count(), 5);
+}
+
+#[test]
+fn different_arguments_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    StoreWriter::create_or_resume(d, meta(None)).unwrap();
+    let mut other = meta(None);
+    other.args = serde_json::json!({"data_sha256": "d", "max_tokens": 128});
+    let err = StoreWriter::create_or_resume(d, other)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("max_tokens: 64 (existing) vs 128 (now)"),
+        "{err}"
+    );
+    let mut other = meta(None);
+    other.layers = vec![1];
+    let err = StoreWriter::create_or_resume(d, other)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("layers"), "{err}");
+}
+
+fn shard_store(root: &Path, name: &str, spec: ShardSpec, rows: (usize, usize), hash: &str) {
+    let mut m = meta(Some(spec));
+    m.model_hash = hash.into();
+    let mut w = StoreWriter::create_or_resume(&root.join(name), m).unwrap();
+    write_rows(&mut w, rows.0, rows.1);
+    w.finish(0).unwrap();
+}
+
+#[test]
+fn shard_sets_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let s = |i| ShardSpec { index: i, count: 2 };
+    shard_store(root, "b", s(1), (3, 5), "m1");
+    shard_store(root, "a", s(0), (0, 3), "m1");
+    let set = ActivationSet::open(&[root.to_path_buf()]).unwrap();
+    assert_eq!(set.rows().len(), 5);
+    assert_eq!(set.layer_matrix(2).unwrap(), layer_block(0, 5, 2));
+
+    // missing shard
+    let err = ActivationSet::open(&[root.join("a")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("shard 1/2 is missing"), "{err}");
+    // duplicated shard
+    shard_store(root, "c", s(1), (10, 11), "m1");
+    let err = ActivationSet::open(&[root.join("a"), root.join("b"), root.join("c")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("shard 1/2 is given more than once"), "{err}");
+    // another model
+    shard_store(root, "d", s(1), (3, 5), "m2");
+    let err = ActivationSet::open(&[root.join("a"), root.join("d")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model_hash"), "{err}");
+    // overlapping rows
+    let err = ActivationSet::open(&[root.join("a"), root.join("a")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than once"), "{err}");
+}
