@@ -4,8 +4,12 @@
 pub mod error;
 pub mod fsutil;
 pub mod manifest;
+pub mod prompt;
+pub mod runtime;
 pub mod store;
 pub mod store_set;
+pub mod template;
 pub mod tensors;
+pub mod tokenize;
 
 pub use error::{Error, Result};

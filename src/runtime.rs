@@ -1,0 +1,233 @@
+//! ONNX Runtime: finding and loading the shared library (`load-dynamic`), choosing the execution
+//! provider (CPU, CUDA, TensorRT) without silent fallbacks, and building sessions.
+
+use crate::error::{Error, Result};
+use ort::session::{builder::GraphOptimizationLevel, Session};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Where computation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    Cpu,
+    Cuda,
+    #[value(name = "tensorrt")]
+    #[serde(rename = "tensorrt")]
+    TensorRt,
+}
+
+/// How to build sessions.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Explicit path of `libonnxruntime.so` (else `ORT_DYLIB_PATH`, else the setup location).
+    pub ort_lib: Option<PathBuf>,
+    pub device: Device,
+    /// Run on CPU when the requested GPU provider cannot load, instead of failing.
+    pub allow_cpu_fallback: bool,
+    /// Intra-op threads (0 = ONNX Runtime's default: one per physical core).
+    pub threads: usize,
+    /// GPU ordinal for CUDA/TensorRT.
+    pub device_id: i32,
+    /// TensorRT engine cache directory (engines are built once per shape profile).
+    pub trt_cache: Option<PathBuf>,
+    /// Allow TF32 matmuls on CUDA (faster, ~1e-3 relative error in fp32 graphs).
+    pub tf32: bool,
+    /// Fail session creation if any node would run on CPU while a GPU provider is active.
+    pub strict_placement: bool,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            ort_lib: None,
+            device: Device::Cpu,
+            allow_cpu_fallback: false,
+            threads: 0,
+            device_id: 0,
+            trt_cache: None,
+            tf32: false,
+            strict_placement: false,
+        }
+    }
+}
+
+static ENV: OnceLock<std::result::Result<(PathBuf, ort::environment::Environment), String>> =
+    OnceLock::new();
+
+/// Candidate library paths in priority order, for `device`.
+pub fn library_candidates(explicit: Option<&Path>, device: Device) -> Vec<PathBuf> {
+    if let Some(p) = explicit {
+        return vec![p.to_path_buf()];
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return vec![PathBuf::from(p)];
+    }
+    let kinds: &[&str] = match device {
+        Device::Cpu => &["cpu", "gpu"],
+        Device::Cuda | Device::TensorRt => &["gpu", "cpu"],
+    };
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.extend(cwd.ancestors().map(Path::to_path_buf));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    let mut out = Vec::new();
+    for kind in kinds {
+        for r in &roots {
+            let p = r.join(".ort").join(kind).join("libonnxruntime.so");
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Loads ONNX Runtime once per process and returns its environment and library path.
+pub fn environment(
+    opts: &RuntimeOptions,
+) -> Result<&'static (PathBuf, ort::environment::Environment)> {
+    let r = ENV.get_or_init(|| {
+        let candidates = library_candidates(opts.ort_lib.as_deref(), opts.device);
+        let explicit = opts.ort_lib.is_some() || std::env::var_os("ORT_DYLIB_PATH").is_some();
+        let Some(lib) = candidates.iter().find(|p| p.exists()) else {
+            let shown: Vec<String> = candidates
+                .iter()
+                .take(4)
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(format!(
+                "ONNX Runtime library not found (looked for {}{}). Install it with `just setup` \
+                 (CPU) or `just setup-gpu` (CUDA), or pass --ort-lib PATH / set ORT_DYLIB_PATH",
+                shown.join(", "),
+                if explicit { "" } else { ", ..." }
+            ));
+        };
+        let builder = ort::init_from(lib).map_err(|e| {
+            format!(
+                "cannot load ONNX Runtime from {}: {e}. Reinstall it with `just setup`",
+                lib.display()
+            )
+        })?;
+        let env = builder
+            .with_name("open-constitution")
+            .build()
+            .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))?;
+        tracing::debug!(lib = %lib.display(), "ONNX Runtime loaded");
+        Ok((lib.clone(), env))
+    });
+    r.as_ref().map_err(|m| Error::Runtime(m.clone()))
+}
+
+/// A session plus the provider that actually runs it.
+pub struct LoadedSession {
+    pub session: Session,
+    pub provider: Device,
+    pub library: PathBuf,
+}
+
+/// Builds a session for `model` with the requested provider.
+pub fn load_session(model: &Path, opts: &RuntimeOptions) -> Result<LoadedSession> {
+    let (lib, env) = environment(opts)?;
+    let (session, provider) = build(model, opts, env, lib).map_err(Error::Runtime)?;
+    if provider != opts.device {
+        tracing::warn!(
+            requested = ?opts.device,
+            "running on {provider:?}: the requested provider could not load (--allow-cpu-fallback)"
+        );
+    } else {
+        tracing::info!("execution provider: {provider:?}");
+    }
+    Ok(LoadedSession {
+        session,
+        provider,
+        library: lib.clone(),
+    })
+}
+
+fn build(
+    model: &Path,
+    opts: &RuntimeOptions,
+    env: &ort::environment::Environment,
+    lib: &Path,
+) -> std::result::Result<(Session, Device), String> {
+    let e = |err: ort::Error<ort::session::builder::SessionBuilder>| err.to_string();
+    let mut builder = Session::builder(env)
+        .map_err(|x| x.to_string())?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(e)?;
+    if opts.threads > 0 {
+        builder = builder.with_intra_threads(opts.threads).map_err(e)?;
+    }
+    let mut provider = Device::Cpu;
+    if opts.device != Device::Cpu {
+        match register_gpu(&mut builder, opts, lib) {
+            Ok(()) => provider = opts.device,
+            Err(msg) if opts.allow_cpu_fallback => {
+                tracing::warn!("{msg}; falling back to CPU as --allow-cpu-fallback asks");
+            }
+            Err(msg) => return Err(format!("{msg} (pass --allow-cpu-fallback to run on CPU)")),
+        }
+        if provider != Device::Cpu && opts.strict_placement {
+            builder = builder.with_disable_cpu_fallback().map_err(e)?;
+        }
+    }
+    let session = builder
+        .commit_from_file(model)
+        .map_err(|err| format!("cannot load the graph {}: {err}", model.display()))?;
+    Ok((session, provider))
+}
+
+/// Registers CUDA or TensorRT, with an error that names the missing library.
+fn register_gpu(
+    builder: &mut ort::session::builder::SessionBuilder,
+    opts: &RuntimeOptions,
+    lib: &Path,
+) -> std::result::Result<(), String> {
+    use ort::ep::{self, ExecutionProvider};
+    let cuda = ep::CUDA::default()
+        .with_device_id(opts.device_id)
+        .with_tf32(opts.tf32);
+    if !ep::CUDA::is_available().unwrap_or(false) {
+        return Err(format!(
+            "the ONNX Runtime library {} has no CUDA provider (it is the CPU build): install the \
+             GPU build with `just setup-gpu` (needs CUDA 13: libcublasLt.so.13, libcudart.so.13, \
+             cuDNN 9{})",
+            lib.display(),
+            if opts.device == Device::TensorRt {
+                "; TensorRT also needs libnvinfer.so.10 and libnvonnxparser.so.10"
+            } else {
+                ""
+            }
+        ));
+    }
+    if opts.device == Device::TensorRt {
+        let cache = opts
+            .trt_cache
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".trt-cache"));
+        let trt = ep::TensorRT::default()
+            .with_device_id(opts.device_id)
+            .with_fp16(true)
+            .with_engine_cache(true)
+            .with_engine_cache_path(cache.display())
+            .with_timing_cache(true)
+            .with_timing_cache_path(cache.display());
+        trt.register(builder).map_err(|err| {
+            format!(
+                "the TensorRT provider could not load: {err}. TensorRT needs libnvinfer.so.10 and \
+                 libnvonnxparser.so.10 (TensorRT 10 for CUDA 13) on LD_LIBRARY_PATH"
+            )
+        })?;
+    }
+    cuda.register(builder).map_err(|err| {
+        format!(
+            "the CUDA provider could not load: {err}. It needs CUDA 13 (libcublasLt.so.13, \
+             libcublas.so.13, libcudart.so.13, libcurand.so.10, libcufft.so.12), cuDNN 9 and the \
+             NVIDIA driver (libcuda.so.1) on LD_LIBRARY_PATH"
+        )
+    })
+}
