@@ -1,11 +1,17 @@
 //! open-constitution: activation probes that guard open-weight LLMs. Extract hidden states from an
 //! exported KV-cache decoder graph, train linear probes on them, and guard generation with them.
 
+pub mod batch;
+pub mod decoder;
 pub mod error;
+pub mod extract;
 pub mod fsutil;
+pub mod kv_cache;
 pub mod manifest;
+pub mod model;
 pub mod prompt;
 pub mod runtime;
+pub mod select;
 pub mod store;
 pub mod store_set;
 pub mod template;

@@ -1,0 +1,165 @@
+//! Pure tensor preparation: padding, attention masks, position ids and length-sorted batches
+//! under a token budget. No ONNX Runtime here, so every rule is unit-tested on its own.
+
+use ndarray::Array2;
+
+/// The three integer inputs of one graph call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchInputs {
+    pub input_ids: Array2<i64>,
+    /// `[batch, past + new]`.
+    pub attention_mask: Array2<i64>,
+    pub position_ids: Array2<i64>,
+}
+
+/// Right-padded prefill batch (extraction): positions are `0..len` per row; padding sits after
+/// the real tokens, which causal attention never lets real tokens see.
+pub fn right_padded(seqs: &[&[u32]], pad_id: u32) -> BatchInputs {
+    let width = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    let b = seqs.len();
+    let mut ids = Array2::from_elem((b, width), pad_id as i64);
+    let mut mask = Array2::zeros((b, width));
+    // Padding slots get valid positions too; real tokens never attend to them.
+    let pos = Array2::from_shape_fn((b, width), |(_, c)| c as i64);
+    for (r, s) in seqs.iter().enumerate() {
+        for (c, &t) in s.iter().enumerate() {
+            ids[[r, c]] = t as i64;
+            mask[[r, c]] = 1;
+        }
+    }
+    BatchInputs {
+        input_ids: ids,
+        attention_mask: mask,
+        position_ids: pos,
+    }
+}
+
+/// Left-padded prefill batch (generation): every row's last token is in the last column, so
+/// decoding steps stay aligned. Positions count real tokens only (`cumsum(mask) - 1`), padded
+/// slots get 1, as transformers does.
+pub fn left_padded(seqs: &[&[u32]], pad_id: u32) -> BatchInputs {
+    let width = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    let b = seqs.len();
+    let mut ids = Array2::from_elem((b, width), pad_id as i64);
+    let mut mask = Array2::zeros((b, width));
+    for (r, s) in seqs.iter().enumerate() {
+        let off = width - s.len();
+        for (c, &t) in s.iter().enumerate() {
+            ids[[r, off + c]] = t as i64;
+            mask[[r, off + c]] = 1;
+        }
+    }
+    let pos = positions_from_mask(&mask, width);
+    BatchInputs {
+        input_ids: ids,
+        attention_mask: mask,
+        position_ids: pos,
+    }
+}
+
+/// Position ids of the last `new` columns of `mask` (`[batch, past + new]`).
+pub fn positions_from_mask(mask: &Array2<i64>, new: usize) -> Array2<i64> {
+    let (b, total) = mask.dim();
+    let mut pos = Array2::zeros((b, new));
+    for r in 0..b {
+        let mut count = 0i64;
+        for c in 0..total {
+            count += mask[[r, c]];
+            if c + new >= total {
+                pos[[r, c + new - total]] = if mask[[r, c]] == 0 { 1 } else { count - 1 };
+            }
+        }
+    }
+    pos
+}
+
+/// The inputs of one decoding step: each row gets its new token, the mask grows by a column of
+/// ones, and positions continue from each row's real-token count.
+pub fn decode_step(next: &[u32], mask: &Array2<i64>) -> BatchInputs {
+    let (b, past) = mask.dim();
+    let mut new_mask = Array2::ones((b, past + 1));
+    new_mask.slice_mut(ndarray::s![.., ..past]).assign(mask);
+    let mut ids = Array2::zeros((b, 1));
+    let mut pos = Array2::zeros((b, 1));
+    for r in 0..b {
+        ids[[r, 0]] = next[r] as i64;
+        pos[[r, 0]] = mask.row(r).sum();
+    }
+    BatchInputs {
+        input_ids: ids,
+        attention_mask: new_mask,
+        position_ids: pos,
+    }
+}
+
+/// Groups item indices into batches of similar length: sorted by length (longest first, ties
+/// by index, so plans are deterministic), each batch keeping `rows * longest <= budget` tokens
+/// (a single longer item gets a batch of its own) and at most `max_rows` rows.
+pub fn plan_batches(lengths: &[usize], budget: usize, max_rows: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
+    let mut batches = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    let mut width = 0;
+    for i in order {
+        let w = width.max(lengths[i]);
+        if !cur.is_empty() && ((cur.len() + 1) * w > budget || cur.len() >= max_rows.max(1)) {
+            batches.push(std::mem::take(&mut cur));
+            width = 0;
+        }
+        width = width.max(lengths[i]);
+        cur.push(i);
+    }
+    if !cur.is_empty() {
+        batches.push(cur);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn right_padding() {
+        let b = right_padded(&[&[5, 6, 7], &[8]], 0);
+        assert_eq!(b.input_ids, array![[5, 6, 7], [8, 0, 0]]);
+        assert_eq!(b.attention_mask, array![[1, 1, 1], [1, 0, 0]]);
+        assert_eq!(b.position_ids, array![[0, 1, 2], [0, 1, 2]]);
+    }
+
+    #[test]
+    fn left_padding_positions_count_real_tokens() {
+        let b = left_padded(&[&[5, 6, 7], &[8]], 0);
+        assert_eq!(b.input_ids, array![[5, 6, 7], [0, 0, 8]]);
+        assert_eq!(b.attention_mask, array![[1, 1, 1], [0, 0, 1]]);
+        assert_eq!(b.position_ids, array![[0, 1, 2], [1, 1, 0]]);
+    }
+
+    #[test]
+    fn decode_steps_continue_positions() {
+        let b = left_padded(&[&[5, 6, 7], &[8]], 0);
+        let s = decode_step(&[9, 10], &b.attention_mask);
+        assert_eq!(s.input_ids, array![[9], [10]]);
+        assert_eq!(s.attention_mask, array![[1, 1, 1, 1], [0, 0, 1, 1]]);
+        assert_eq!(s.position_ids, array![[3], [1]]);
+        assert_eq!(positions_from_mask(&s.attention_mask, 1), s.position_ids);
+    }
+
+    #[test]
+    fn batches_respect_the_budget_and_cover_every_item_once() {
+        let lengths = [10, 3, 7, 10, 2, 30];
+        let plan = plan_batches(&lengths, 24, 8);
+        assert_eq!(plan, vec![vec![5], vec![0, 3], vec![2, 1, 4]]);
+        for b in &plan {
+            let w = b.iter().map(|&i| lengths[i]).max().unwrap();
+            assert!(b.len() == 1 || b.len() * w <= 24);
+        }
+        let mut all: Vec<usize> = plan.concat();
+        all.sort();
+        assert_eq!(all, (0..6).collect::<Vec<_>>());
+        assert_eq!(plan_batches(&[1, 1, 1], 100, 2).len(), 2, "row cap");
+        assert!(plan_batches(&[], 10, 2).is_empty());
+    }
+}

@@ -1,0 +1,242 @@
+//! One call of the exported decoder graph: inputs and outputs named by the manifest (checked
+//! against the session at load), only the outputs a caller wants are computed, and the KV cache
+//! moves from outputs back to inputs as owned ONNX values, never copied.
+
+use crate::batch::BatchInputs;
+use crate::error::{Error, Result};
+use crate::kv_cache::KvCache;
+use crate::manifest::Manifest;
+use crate::runtime::{Device, LoadedSession};
+use ort::session::{OutputSelector, RunOptions, Session, SessionInputValue};
+use ort::value::{DynValue, Tensor, TensorElementType};
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+/// Which outputs a call needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    pub logits: bool,
+    /// Absolute hidden-state indices.
+    pub hidden: Vec<usize>,
+    pub present: bool,
+}
+
+/// Outputs of one call, as owned ONNX values.
+pub struct Outputs {
+    pub logits: Option<DynValue>,
+    /// In the order of `Want::hidden`.
+    pub hidden: Vec<DynValue>,
+    pub present: Option<KvCache>,
+}
+
+/// The exported decoder graph behind one session.
+pub struct Decoder {
+    session: Session,
+    manifest: Manifest,
+    provider: Device,
+    run_options: Vec<(Want, RunOptions<ort::session::HasSelectedOutputs>)>,
+}
+
+impl Decoder {
+    /// Wraps a session after checking its inputs and outputs against the manifest.
+    pub fn new(loaded: LoadedSession, manifest: Manifest) -> Result<Self> {
+        validate_io(&loaded.session, &manifest)?;
+        Ok(Self {
+            session: loaded.session,
+            manifest,
+            provider: loaded.provider,
+            run_options: Vec::new(),
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The provider that actually runs the graph.
+    pub fn provider(&self) -> Device {
+        self.provider
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// A cache with no past tokens for `batch` rows.
+    pub fn empty_cache(&self, batch: usize) -> Result<KvCache> {
+        KvCache::empty(&self.manifest, batch, self.session.allocator())
+    }
+
+    fn options_for(&mut self, want: &Want) -> Result<usize> {
+        if let Some(i) = self.run_options.iter().position(|(w, _)| w == want) {
+            return Ok(i);
+        }
+        let m = &self.manifest;
+        let mut sel = OutputSelector::no_default();
+        if want.logits {
+            sel = sel.with(m.logits.name.clone());
+        }
+        for &h in &want.hidden {
+            sel = sel.with(m.hidden_output(h)?.to_string());
+        }
+        if want.present {
+            for kv in &m.kv_cache {
+                sel = sel
+                    .with(kv.present_key.clone())
+                    .with(kv.present_value.clone());
+            }
+        }
+        let opts = RunOptions::new().map_err(|e| Error::Runtime(e.to_string()))?;
+        self.run_options
+            .push((want.clone(), opts.with_outputs(sel)));
+        Ok(self.run_options.len() - 1)
+    }
+
+    /// Runs the graph on `inputs` with `past` (moved in; see [`KvCache`]).
+    pub fn run(&mut self, inputs: BatchInputs, past: KvCache, want: &Want) -> Result<Outputs> {
+        let opt = self.options_for(want)?;
+        let m = &self.manifest;
+        let rt = |e: ort::Error| Error::Runtime(e.to_string());
+        let mut feed: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            Vec::with_capacity(3 + 2 * m.kv_cache.len());
+        feed.push((
+            m.inputs.input_ids.as_str().into(),
+            Tensor::from_array(inputs.input_ids).map_err(rt)?.into(),
+        ));
+        feed.push((
+            m.inputs.attention_mask.as_str().into(),
+            Tensor::from_array(inputs.attention_mask)
+                .map_err(rt)?
+                .into(),
+        ));
+        feed.push((
+            m.inputs.position_ids.as_str().into(),
+            Tensor::from_array(inputs.position_ids).map_err(rt)?.into(),
+        ));
+        for (kv, (k, v)) in m.kv_cache.iter().zip(past.into_values()) {
+            feed.push((kv.past_key.as_str().into(), k.into()));
+            feed.push((kv.past_value.as_str().into(), v.into()));
+        }
+        let run_options = &self.run_options[opt].1;
+        let mut out = self
+            .session
+            .run_with_options(feed, run_options)
+            .map_err(|e| Error::Runtime(format!("graph run failed: {e}")))?;
+        let mut take = |name: &str| {
+            out.remove(name)
+                .ok_or_else(|| Error::Runtime(format!("the graph returned no `{name}`")))
+        };
+        let logits = if want.logits {
+            Some(take(&m.logits.name)?)
+        } else {
+            None
+        };
+        let hidden = want
+            .hidden
+            .iter()
+            .map(|&h| take(m.hidden_output(h)?))
+            .collect::<Result<Vec<_>>>()?;
+        let present = if want.present {
+            let mut values = Vec::with_capacity(m.kv_cache.len());
+            for kv in &m.kv_cache {
+                values.push((take(&kv.present_key)?, take(&kv.present_value)?));
+            }
+            Some(KvCache::from_values(values)?)
+        } else {
+            None
+        };
+        Ok(Outputs {
+            logits,
+            hidden,
+            present,
+        })
+    }
+}
+
+/// The graph's inputs must be exactly the manifest's; its outputs must include the manifest's.
+fn validate_io(session: &Session, m: &Manifest) -> Result<()> {
+    let have_in: HashSet<&str> = session.inputs().iter().map(|o| o.name()).collect();
+    let have_out: HashSet<&str> = session.outputs().iter().map(|o| o.name()).collect();
+    let mut want_in = vec![
+        m.inputs.input_ids.as_str(),
+        m.inputs.attention_mask.as_str(),
+        m.inputs.position_ids.as_str(),
+    ];
+    let mut want_out = vec![m.logits.name.as_str()];
+    for kv in &m.kv_cache {
+        want_in.extend([kv.past_key.as_str(), kv.past_value.as_str()]);
+        want_out.extend([kv.present_key.as_str(), kv.present_value.as_str()]);
+    }
+    want_out.extend(m.hidden_states.iter().map(|h| h.name.as_str()));
+    let missing_in: Vec<&str> = want_in
+        .iter()
+        .copied()
+        .filter(|n| !have_in.contains(n))
+        .collect();
+    let extra_in: Vec<&str> = have_in
+        .iter()
+        .copied()
+        .filter(|n| !want_in.contains(n))
+        .collect();
+    let missing_out: Vec<&str> = want_out
+        .iter()
+        .copied()
+        .filter(|n| !have_out.contains(n))
+        .collect();
+    if missing_in.is_empty() && extra_in.is_empty() && missing_out.is_empty() {
+        return Ok(());
+    }
+    let sorted = |s: &HashSet<&str>| {
+        let mut v: Vec<&str> = s.iter().copied().collect();
+        v.sort();
+        v.join(", ")
+    };
+    Err(Error::Model(format!(
+        "the graph does not match manifest.json (re-export the model):{}{}{} \
+         The graph has inputs [{}] and outputs [{}]",
+        if missing_in.is_empty() {
+            String::new()
+        } else {
+            format!(" missing inputs {missing_in:?};")
+        },
+        if extra_in.is_empty() {
+            String::new()
+        } else {
+            format!(" unexpected inputs {extra_in:?};")
+        },
+        if missing_out.is_empty() {
+            String::new()
+        } else {
+            format!(" missing outputs {missing_out:?};")
+        },
+        sorted(&have_in),
+        sorted(&have_out)
+    )))
+}
+
+/// A float tensor's shape and values as f32 (fp16 graphs are widened; f32 is borrowed).
+pub fn f32_view(v: &DynValue) -> Result<(Vec<usize>, Cow<'_, [f32]>)> {
+    let err = |e: ort::Error| Error::Runtime(e.to_string());
+    let dtype = v
+        .dtype()
+        .tensor_type()
+        .ok_or_else(|| Error::Runtime("expected a tensor output".into()))?;
+    match dtype {
+        TensorElementType::Float32 => {
+            let (shape, data) = v.try_extract_tensor::<f32>().map_err(err)?;
+            Ok((
+                shape.iter().map(|&d| d as usize).collect(),
+                Cow::Borrowed(data),
+            ))
+        }
+        TensorElementType::Float16 => {
+            let (shape, data) = v.try_extract_tensor::<half::f16>().map_err(err)?;
+            let wide = data.iter().map(|x| x.to_f32()).collect();
+            Ok((
+                shape.iter().map(|&d| d as usize).collect(),
+                Cow::Owned(wide),
+            ))
+        }
+        other => Err(Error::Runtime(format!("unexpected output dtype {other:?}"))),
+    }
+}

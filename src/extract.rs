@@ -1,0 +1,251 @@
+//! Batched activation extraction: render and tokenize every exchange (rayon), sort by length,
+//! run length-grouped batches under a token budget with an empty past, and pool each row's hidden
+//! states (last real token, or mean over response tokens) for every requested layer in one pass.
+//! Results go to an activation store shard by shard, so an interrupted run resumes.
+
+use crate::batch::{plan_batches, right_padded};
+use crate::decoder::{f32_view, Decoder, Want};
+use crate::error::{Error, Result};
+use crate::model::ModelFiles;
+use crate::store::{Pooling, RowMeta, StoreWriter};
+use ndarray::Array2;
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// One exchange to extract.
+#[derive(Debug, Clone)]
+pub struct ExchangeRow {
+    pub id: String,
+    pub prompt: String,
+    pub response: String,
+    pub label: u8,
+    pub split: Option<String>,
+    pub topic: Option<String>,
+    pub source: Option<String>,
+    /// Hash of the normalized prompt (groups a prompt's rows in prompt-hash splits).
+    pub prompt_hash: String,
+}
+
+/// A tokenized row, ready to batch.
+#[derive(Debug, Clone)]
+pub struct PreparedRow {
+    pub ids: Vec<u32>,
+    /// Tokens averaged by `Pooling::Mean` (the response tokens).
+    pub response: Range<usize>,
+    pub meta: RowMeta,
+}
+
+/// Renders and tokenizes rows in parallel; truncates to `max_tokens` (from the left of the
+/// prompt) and reports how many rows were truncated.
+pub fn prepare_rows(
+    files: &ModelFiles,
+    rows: &[ExchangeRow],
+    max_tokens: Option<usize>,
+) -> Result<Vec<PreparedRow>> {
+    rows.par_iter()
+        .map(|r| {
+            let rendered = files.format.exchange(&r.prompt, &r.response)?;
+            let mut enc = files.encoder.encode(&rendered)?;
+            if let Some(max) = max_tokens {
+                files
+                    .encoder
+                    .truncate(&mut enc, max)
+                    .map_err(|e| Error::Extract(format!("row `{}`: {e}", r.id)))?;
+            }
+            let response = enc.response.clone().unwrap_or(0..0);
+            if response.is_empty() {
+                return Err(Error::Extract(format!(
+                    "row `{}`: the response produced no tokens",
+                    r.id
+                )));
+            }
+            Ok(PreparedRow {
+                meta: RowMeta {
+                    id: r.id.clone(),
+                    label: r.label,
+                    split: r.split.clone(),
+                    topic: r.topic.clone(),
+                    source: r.source.clone(),
+                    tokens: enc.ids.len(),
+                    prompt_hash: r.prompt_hash.clone(),
+                    truncated: enc.truncated_tokens > 0,
+                },
+                ids: enc.ids,
+                response,
+            })
+        })
+        .collect()
+}
+
+/// Runs one right-padded batch and pools each row: returns one `[rows, hidden]` matrix per
+/// layer, in the order of `layers`.
+pub fn forward_pooled(
+    decoder: &mut Decoder,
+    rows: &[&PreparedRow],
+    layers: &[usize],
+    pooling: Pooling,
+    pad_id: u32,
+) -> Result<Vec<Array2<f32>>> {
+    let seqs: Vec<&[u32]> = rows.iter().map(|r| r.ids.as_slice()).collect();
+    let inputs = right_padded(&seqs, pad_id);
+    let past = decoder.empty_cache(rows.len())?;
+    let want = Want {
+        logits: false,
+        hidden: layers.to_vec(),
+        present: false,
+    };
+    let out = decoder.run(inputs, past, &want)?;
+    let hidden = decoder.manifest().hidden_size;
+    out.hidden
+        .iter()
+        .zip(layers)
+        .map(|(value, &layer)| {
+            let (shape, data) = f32_view(value)?;
+            if shape.len() != 3 || shape[0] != rows.len() || shape[2] != hidden {
+                return Err(Error::Extract(format!(
+                    "hidden state {layer} has shape {shape:?}, expected [{}, seq, {hidden}]",
+                    rows.len()
+                )));
+            }
+            Ok(pool(&data, shape[1], hidden, rows, pooling))
+        })
+        .collect()
+}
+
+/// Pools `[batch, seq, hidden]` values per row.
+fn pool(
+    data: &[f32],
+    seq: usize,
+    hidden: usize,
+    rows: &[&PreparedRow],
+    pooling: Pooling,
+) -> Array2<f32> {
+    let mut out = Array2::zeros((rows.len(), hidden));
+    for (b, row) in rows.iter().enumerate() {
+        let at = |t: usize| &data[(b * seq + t) * hidden..(b * seq + t + 1) * hidden];
+        let mut dst = out.row_mut(b);
+        match pooling {
+            Pooling::Last => dst.assign(&ndarray::ArrayView1::from(at(row.ids.len() - 1))),
+            Pooling::Mean => {
+                // Accumulate in f64: Gemma's residual stream reaches ~1e5.
+                let mut acc = vec![0f64; hidden];
+                for t in row.response.clone() {
+                    for (a, &v) in acc.iter_mut().zip(at(t)) {
+                        *a += v as f64;
+                    }
+                }
+                let n = row.response.len() as f64;
+                for (d, a) in dst.iter_mut().zip(acc) {
+                    *d = (a / n) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Progress callback: rows done, tokens done.
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+
+/// Extraction settings that shape the batches.
+#[derive(Debug, Clone)]
+pub struct BatchSettings {
+    pub layers: Vec<usize>,
+    pub pooling: Pooling,
+    /// Padded tokens per batch (rows x longest row).
+    pub batch_tokens: usize,
+    pub max_batch: usize,
+}
+
+/// Extracts `rows` (already prepared, in any order) into `writer`, resuming after the rows it
+/// already holds. Rows are processed in the deterministic length-sorted plan order.
+pub fn extract_into(
+    decoder: &mut Decoder,
+    pad_id: u32,
+    rows: &[PreparedRow],
+    settings: &BatchSettings,
+    writer: &mut StoreWriter,
+    progress: Progress<'_>,
+) -> Result<()> {
+    let lengths: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
+    let plan = plan_batches(&lengths, settings.batch_tokens, settings.max_batch);
+    let order: Vec<usize> = plan.iter().flatten().copied().collect();
+    let skip = writer.rows_done();
+    let per_shard = writer.meta().rows_per_shard.max(1);
+    let mut done_tokens = order[..skip.min(order.len())]
+        .iter()
+        .map(|&i| lengths[i])
+        .sum::<usize>();
+    progress(skip, done_tokens);
+    let mut pending_rows: Vec<RowMeta> = Vec::new();
+    let mut pending: Vec<Vec<Array2<f32>>> = Vec::new();
+    let mut seen = 0;
+    for batch in &plan {
+        let todo: Vec<&PreparedRow> = batch
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| seen + k >= skip)
+            .map(|(_, &i)| &rows[i])
+            .collect();
+        seen += batch.len();
+        if todo.is_empty() {
+            continue;
+        }
+        let pooled = forward_pooled(decoder, &todo, &settings.layers, settings.pooling, pad_id)?;
+        pending_rows.extend(todo.iter().map(|r| r.meta.clone()));
+        pending.push(pooled);
+        done_tokens += todo.iter().map(|r| r.ids.len()).sum::<usize>();
+        while pending_rows.len() >= per_shard {
+            flush(
+                writer,
+                &mut pending_rows,
+                &mut pending,
+                per_shard,
+                settings.layers.len(),
+            )?;
+        }
+        progress(writer.rows_done() + pending_rows.len(), done_tokens);
+    }
+    if !pending_rows.is_empty() {
+        let n = pending_rows.len();
+        flush(
+            writer,
+            &mut pending_rows,
+            &mut pending,
+            n,
+            settings.layers.len(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes the first `n` pending rows as one shard.
+fn flush(
+    writer: &mut StoreWriter,
+    rows: &mut Vec<RowMeta>,
+    blocks: &mut Vec<Vec<Array2<f32>>>,
+    n: usize,
+    n_layers: usize,
+) -> Result<()> {
+    let all: Vec<Array2<f32>> = (0..n_layers)
+        .map(|l| {
+            let views: Vec<_> = blocks.iter().map(|b| b[l].view()).collect();
+            ndarray::concatenate(ndarray::Axis(0), &views).expect("same hidden size")
+        })
+        .collect();
+    let head: Vec<Array2<f32>> = all
+        .iter()
+        .map(|m| m.slice(ndarray::s![..n, ..]).to_owned())
+        .collect();
+    let tail: Vec<Array2<f32>> = all
+        .iter()
+        .map(|m| m.slice(ndarray::s![n.., ..]).to_owned())
+        .collect();
+    let shard_rows: Vec<RowMeta> = rows.drain(..n).collect();
+    writer.write_shard(&shard_rows, &head)?;
+    blocks.clear();
+    if !rows.is_empty() {
+        blocks.push(tail);
+    }
+    Ok(())
+}

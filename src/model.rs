@@ -1,0 +1,131 @@
+//! Finding and loading an exported model: a local folder (the export output) or a hub id
+//! resolved offline from the local Hugging Face cache; its manifest, tokenizer, chat template and
+//! (when inference is needed) its ONNX session.
+
+use crate::decoder::Decoder;
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::prompt::PromptFormat;
+use crate::runtime::{load_session, RuntimeOptions};
+use crate::template::ChatTemplate;
+use crate::tokenize::TextEncoder;
+use std::path::{Path, PathBuf};
+
+/// Resolves `spec`: an existing directory, else a hub id (`org/name`) in the local Hugging
+/// Face cache (`$HF_HOME/hub`, no network). The folder must hold an exported model.
+pub fn resolve_model_dir(spec: &str) -> Result<PathBuf> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let looks_like_hub_id =
+        spec.split('/').count() == 2 && !spec.starts_with('.') && !path.exists();
+    if looks_like_hub_id {
+        let cache = hf_hub::Cache::from_env();
+        let repo = cache.model(spec.to_string());
+        if let Some(manifest) = repo.get("manifest.json") {
+            let dir = manifest.parent().expect("file in a snapshot").to_path_buf();
+            tracing::info!(
+                "resolved {spec} from the Hugging Face cache: {}",
+                dir.display()
+            );
+            return Ok(dir);
+        }
+        if let Some(config) = repo.get("config.json") {
+            let dir = config.parent().expect("file in a snapshot");
+            return Err(Error::Model(format!(
+                "{spec} is in the Hugging Face cache ({}) but is not exported; export it once with \
+                 `just export {} models/<name>` and pass that folder",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        return Err(Error::Model(format!(
+            "model `{spec}` is neither a folder nor in the local Hugging Face cache ({}); this tool \
+             does not download. Export a local model folder with `just export MODEL_DIR OUT_DIR` \
+             (or `just gemma3-270m`)",
+            cache.path().display()
+        )));
+    }
+    Err(Error::Model(format!(
+        "model folder `{spec}` does not exist; export one with `just export MODEL_DIR {spec}` \
+         (or `just gemma3-270m` / `just tiny-models`)"
+    )))
+}
+
+/// The files of an exported model that need no inference: manifest, tokenizer, prompt format.
+pub struct ModelFiles {
+    pub dir: PathBuf,
+    /// The model as the user named it (folder or hub id).
+    pub id: String,
+    pub manifest: Manifest,
+    pub manifest_sha256: String,
+    pub encoder: TextEncoder,
+    pub format: PromptFormat,
+}
+
+impl ModelFiles {
+    /// Loads manifest, tokenizer and, with `use_chat_template`, the chat template (an error when
+    /// the model has none: pass `--no-chat-template` for the plain format).
+    pub fn load(spec: &str, use_chat_template: bool) -> Result<Self> {
+        let dir = resolve_model_dir(spec)?;
+        let (manifest, manifest_sha256) = Manifest::load(&dir)?;
+        let tok_path = dir.join("tokenizer.json");
+        if !tok_path.is_file() {
+            return Err(Error::Model(format!(
+                "{} is missing; re-export the model (the export copies the tokenizer)",
+                tok_path.display()
+            )));
+        }
+        let encoder = TextEncoder::from_file(&tok_path)?;
+        let format = if use_chat_template {
+            let t = ChatTemplate::load(&dir)?.ok_or_else(|| {
+                Error::Template(format!(
+                    "{} has no chat template (no chat_template.jinja and no `chat_template` in \
+                     tokenizer_config.json); pass --no-chat-template to use `User:/Assistant:`",
+                    dir.display()
+                ))
+            })?;
+            PromptFormat::Chat(Box::new(t))
+        } else {
+            PromptFormat::Plain
+        };
+        Ok(Self {
+            dir,
+            id: spec.to_string(),
+            manifest,
+            manifest_sha256,
+            encoder,
+            format,
+        })
+    }
+
+    /// The pad id: the manifest's, else eos, else 0 (padding is masked out anyway).
+    pub fn pad_id(&self) -> u32 {
+        let st = &self.manifest.special_tokens;
+        st.pad.or(st.eos.first().copied()).unwrap_or(0)
+    }
+}
+
+/// An exported model ready for inference.
+pub struct Model {
+    pub files: ModelFiles,
+    pub decoder: Decoder,
+}
+
+impl Model {
+    /// Loads the files and builds the ONNX session with the requested provider.
+    pub fn load(spec: &str, use_chat_template: bool, runtime: &RuntimeOptions) -> Result<Self> {
+        let files = ModelFiles::load(spec, use_chat_template)?;
+        let graph = files.dir.join(&files.manifest.graph.file);
+        if !graph.is_file() {
+            return Err(Error::Model(format!(
+                "{} is missing (named by manifest.json); re-export the model",
+                graph.display()
+            )));
+        }
+        let loaded = load_session(&graph, runtime)?;
+        let decoder = Decoder::new(loaded, files.manifest.clone())?;
+        Ok(Self { files, decoder })
+    }
+}
