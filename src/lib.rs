@@ -3,5 +3,6 @@
 
 pub mod error;
 pub mod fsutil;
+pub mod sampling;
 
 pub use error::{Error, Result};
