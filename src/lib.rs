@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod fsutil;
+pub mod guard;
 pub mod sampling;
 
 pub use error::{Error, Result};
