@@ -1,6 +1,8 @@
 //! Subcommand definitions and dispatch; each subcommand lives in its own file.
 
+mod common;
 mod prepare;
+mod render;
 
 use clap::{Parser, Subcommand};
 
@@ -24,12 +26,15 @@ pub struct Cli {
 pub enum Command {
     /// Convert public safety datasets into the training JSONL schema.
     PrepareData(prepare::Args),
+    /// Show exactly what the model sees: formatted text and token ids.
+    Render(render::Args),
 }
 
 /// Runs one subcommand.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::PrepareData(a) => prepare::run(a),
+        Command::Render(a) => render::run(a),
     }
 }
 

