@@ -6,6 +6,7 @@ pub mod decoder;
 pub mod error;
 pub mod extract;
 pub mod fsutil;
+pub mod generate;
 pub mod guard;
 pub mod kv_cache;
 pub mod manifest;

@@ -41,7 +41,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
             let messages: Json = serde_json::from_str(&text).with_context(|| {
-                format!("{}: not valid JSON (expected a list of messages)", path.display())
+                format!(
+                    "{}: not valid JSON (expected a list of messages)",
+                    path.display()
+                )
             })?;
             anyhow::ensure!(
                 messages.is_array(),

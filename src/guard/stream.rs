@@ -34,6 +34,13 @@ where
     }
 }
 
+/// Boxed decoders, so the engine can hold one without naming the tokenizer's type parameters.
+impl<T: TokenDecoder + ?Sized> TokenDecoder for Box<T> {
+    fn step(&mut self, id: u32) -> Result<Option<String>> {
+        (**self).step(id)
+    }
+}
+
 /// Where released text goes: the terminal, a buffer, a test's capture.
 pub trait TextSink {
     /// Receives one released chunk (never empty).

@@ -1,0 +1,198 @@
+//! Guarded generation on the exported graph: prefill once, then one token per step with the KV
+//! cache moved from outputs back to inputs. Every `probe_every_n_tokens` tokens the newest
+//! token's hidden state at the probe layer is scored, smoothed and judged; text is released to
+//! the sink only after the probe step covering it (see [`crate::guard`]). Rows of a batch decode
+//! in lockstep with left padding; each has its own sampler, guard and stream.
+
+mod row;
+
+use crate::batch::{decode_step, left_padded};
+use crate::decoder::{f32_view, Want};
+use crate::error::{Error, Result};
+use crate::guard::{GuardConfig, GuardStatus, ProbeStep};
+use crate::model::Model;
+use crate::sampling::SamplingConfig;
+use row::RowState;
+use serde::Serialize;
+use std::time::Instant;
+
+/// Scores one hidden state (a trained probe).
+pub trait RiskScorer {
+    /// Absolute hidden-state index the scorer reads.
+    fn layer(&self) -> usize;
+    /// Risk in [0, 1] for one `[hidden]` vector.
+    fn score(&self, hidden: &[f32]) -> f32;
+}
+
+/// A scorer and the guard policy to apply.
+pub struct GuardSetup<'a> {
+    pub scorer: &'a dyn RiskScorer,
+    pub config: GuardConfig,
+}
+
+/// What happens when the guard pauses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnPause {
+    /// Stop and return the paused state with the partial (judged) response.
+    Stop,
+    /// Stop and answer with the refusal message instead.
+    Refuse,
+}
+
+/// Generation settings.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    pub sampling: SamplingConfig,
+    pub on_pause: OnPause,
+    pub refusal_message: String,
+}
+
+/// Final status of one generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Completed,
+    Flagged,
+    Paused,
+    Refused,
+}
+
+/// Why decoding stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Eos,
+    MaxNewTokens,
+    Paused,
+}
+
+/// Wall-clock timings of one generation (milliseconds).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub prefill_ms: f64,
+    /// Prompt submitted -> first token sampled.
+    pub time_to_first_token_ms: f64,
+    /// Prompt submitted -> first text released to the user (after its probe step).
+    pub time_to_first_release_ms: Option<f64>,
+    pub total_ms: f64,
+    /// Generated tokens per second of decoding (after prefill).
+    pub decode_tokens_per_s: f64,
+}
+
+/// The machine-readable result (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerationResult {
+    pub prompt: String,
+    pub status: Status,
+    /// Released text, or the refusal message when refused.
+    pub response: String,
+    /// On pause/refusal: the text released before the pause.
+    pub partial_response: Option<String>,
+    pub stop_reason: StopReason,
+    pub tokens_generated: usize,
+    pub prompt_tokens: usize,
+    pub probe_steps: Vec<ProbeStep>,
+    pub timings: Timings,
+}
+
+/// Generates for each prompt (one batch, left-padded); `sinks[i]` receives row i's released
+/// text as it is judged.
+pub fn generate_batch<'s>(
+    model: &mut Model,
+    prompts: &[String],
+    guard: Option<&GuardSetup<'_>>,
+    opts: &GenerateOptions,
+    sinks: Vec<Box<dyn FnMut(&str) + 's>>,
+) -> Result<Vec<GenerationResult>> {
+    let start = Instant::now();
+    let Model { files, decoder } = model;
+    let eos = files.manifest.special_tokens.eos.clone();
+    let context = files.manifest.max_position_embeddings;
+    let mut rows = Vec::with_capacity(prompts.len());
+    for (prompt, sink) in prompts.iter().zip(sinks) {
+        rows.push(RowState::new(files, prompt, opts, guard, sink, context)?);
+    }
+    let probe_layer = guard.map(|g| g.scorer.layer());
+    let want = |step: bool| Want {
+        logits: true,
+        hidden: if step {
+            probe_layer.into_iter().collect()
+        } else {
+            vec![]
+        },
+        present: true,
+    };
+    let seqs: Vec<&[u32]> = rows.iter().map(|r| r.history.as_slice()).collect();
+    let inputs = left_padded(&seqs, files.pad_id());
+    let mut mask = inputs.attention_mask.clone();
+    let out = decoder.run(inputs, decoder.empty_cache(rows.len())?, &want(false))?;
+    let prefill_ms = ms(start);
+    let (_, logits) = f32_view(out.logits.as_ref().expect("logits requested"))?;
+    let vocab = logits.len() / rows.len();
+    for (b, r) in rows.iter_mut().enumerate() {
+        r.after_prefill(&logits[b * vocab..(b + 1) * vocab], &eos, opts, start)?;
+    }
+    drop(logits);
+    let mut cache = out.present.expect("present requested");
+    while rows.iter().any(RowState::has_pending) {
+        let next: Vec<u32> = rows.iter().map(|r| r.pending.unwrap_or(r.pad)).collect();
+        let step = decode_step(&next, &mask);
+        mask = step.attention_mask.clone();
+        let out = decoder.run(step, cache, &want(true))?;
+        let (_, logits) = f32_view(out.logits.as_ref().expect("logits requested"))?;
+        let hidden = match out.hidden.first() {
+            Some(h) => Some(f32_view(h)?.1),
+            None => None,
+        };
+        let width = hidden.as_ref().map_or(0, |h| h.len() / rows.len());
+        for (b, r) in rows.iter_mut().enumerate() {
+            if !r.has_pending() {
+                continue;
+            }
+            let h = hidden.as_ref().map(|h| &h[b * width..(b + 1) * width]);
+            r.after_step(
+                &logits[b * vocab..(b + 1) * vocab],
+                h,
+                guard,
+                &eos,
+                opts,
+                start,
+            )?;
+        }
+        cache = out.present.expect("present requested");
+    }
+    rows.into_iter()
+        .map(|r| r.finish(opts, prefill_ms, start))
+        .collect()
+}
+
+/// Milliseconds since `t`.
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Maps the guard's status to the result status.
+fn status_of(guard: Option<GuardStatus>, refused: bool) -> Status {
+    match (refused, guard) {
+        (true, _) => Status::Refused,
+        (false, Some(GuardStatus::Paused)) => Status::Paused,
+        (false, Some(GuardStatus::Flagged)) => Status::Flagged,
+        _ => Status::Completed,
+    }
+}
+
+/// Checks a prompt fits: `prompt_tokens + max_new_tokens` within the model's context.
+fn check_length(prompt_tokens: usize, max_new: usize, context: Option<usize>) -> Result<()> {
+    if let Some(ctx) = context {
+        if prompt_tokens + max_new > ctx {
+            return Err(Error::Generate(format!(
+                "the prompt is {prompt_tokens} tokens; with --max-new-tokens {max_new} that \
+                 exceeds the model's context of {ctx} tokens: shorten the prompt or lower \
+                 --max-new-tokens"
+            )));
+        }
+    }
+    Ok(())
+}

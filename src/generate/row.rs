@@ -1,0 +1,199 @@
+//! One row of a generation batch: its token history, sampler, guard and hold-back stream, and the
+//! per-step rule: feed token n, judge it (when a probe step is due, or when it is the last),
+//! then sample token n+1 unless the row stops.
+
+use super::{check_length, ms, status_of, GenerateOptions, GenerationResult, GuardSetup, OnPause};
+use super::{StopReason, Timings};
+use crate::error::Result;
+use crate::guard::{Decision, Guard, HeldStream, TokenDecoder};
+use crate::model::ModelFiles;
+use crate::sampling::LogitsProcessor;
+use std::time::Instant;
+
+type Stream<'t, 's> = HeldStream<Box<dyn TokenDecoder + 't>, Box<dyn FnMut(&str) + 's>>;
+
+pub(super) struct RowState<'t, 's> {
+    pub prompt: String,
+    pub prompt_tokens: usize,
+    /// Prompt and generated ids (the repetition penalty reads all of them, as HF does).
+    pub history: Vec<u32>,
+    /// Sampled token not yet fed to the graph.
+    pub pending: Option<u32>,
+    pub pad: u32,
+    generated: usize,
+    sampler: LogitsProcessor,
+    guard: Option<Guard>,
+    stream: Stream<'t, 's>,
+    stop: Option<StopReason>,
+    ttft_ms: Option<f64>,
+    first_release_ms: Option<f64>,
+}
+
+impl<'t, 's> RowState<'t, 's> {
+    pub fn new(
+        files: &'t ModelFiles,
+        prompt: &str,
+        opts: &GenerateOptions,
+        guard: Option<&GuardSetup<'_>>,
+        sink: Box<dyn FnMut(&str) + 's>,
+        context: Option<usize>,
+    ) -> Result<Self> {
+        if prompt.trim().is_empty() {
+            return Err(crate::Error::Generate(
+                "the prompt is empty: give a non-empty --prompt (or remove the empty line from --prompts-file)".into(),
+            ));
+        }
+        let rendered = files.format.generation_prompt(prompt)?;
+        let ids = files.encoder.encode(&rendered)?.ids;
+        check_length(ids.len(), opts.max_new_tokens, context)?;
+        let decoder: Box<dyn TokenDecoder + 't> =
+            Box::new(files.encoder.tokenizer().decode_stream(true));
+        Ok(Self {
+            prompt: prompt.to_string(),
+            prompt_tokens: ids.len(),
+            history: ids,
+            pending: None,
+            pad: files.pad_id(),
+            generated: 0,
+            sampler: LogitsProcessor::new(opts.sampling.clone())?,
+            guard: guard.map(|g| Guard::new(g.config.clone())).transpose()?,
+            stream: HeldStream::new(decoder, sink),
+            stop: None,
+            ttft_ms: None,
+            first_release_ms: None,
+        })
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Samples from `logits`; returns the token unless it ends generation.
+    fn sample(&mut self, logits: &[f32], eos: &[u32], start: Instant) -> Result<Option<u32>> {
+        let mut l = logits.to_vec();
+        let t = self.sampler.sample(&mut l, &self.history)?;
+        self.ttft_ms.get_or_insert_with(|| ms(start));
+        Ok((!eos.contains(&t)).then_some(t))
+    }
+
+    /// Queues `t` (held, not shown) as the next token to feed.
+    fn accept(&mut self, t: u32) -> Result<()> {
+        self.stream.push(t)?;
+        self.history.push(t);
+        self.generated += 1;
+        self.pending = Some(t);
+        Ok(())
+    }
+
+    pub fn after_prefill(
+        &mut self,
+        logits: &[f32],
+        eos: &[u32],
+        opts: &GenerateOptions,
+        start: Instant,
+    ) -> Result<()> {
+        if opts.max_new_tokens == 0 {
+            self.stop = Some(StopReason::MaxNewTokens);
+            return Ok(());
+        }
+        match self.sample(logits, eos, start)? {
+            Some(t) => self.accept(t),
+            None => {
+                self.stop = Some(StopReason::Eos);
+                Ok(())
+            }
+        }
+    }
+
+    /// After the graph consumed the pending token: judge, then sample the next one.
+    pub fn after_step(
+        &mut self,
+        logits: &[f32],
+        hidden: Option<&[f32]>,
+        guard: Option<&GuardSetup<'_>>,
+        eos: &[u32],
+        opts: &GenerateOptions,
+        start: Instant,
+    ) -> Result<()> {
+        self.pending = None;
+        let n = self.generated;
+        let next = if n >= opts.max_new_tokens {
+            self.stop = Some(StopReason::MaxNewTokens);
+            None
+        } else {
+            let t = self.sample(logits, eos, start)?;
+            if t.is_none() {
+                self.stop = Some(StopReason::Eos);
+            }
+            t
+        };
+        let last = next.is_none();
+        match (&mut self.guard, guard, hidden) {
+            (Some(g), Some(setup), Some(h)) => {
+                if g.should_probe(n) || (last && g.needs_final_probe(n)) {
+                    let step = g.observe(n, setup.scorer.score(h))?;
+                    self.stream.apply(&step)?;
+                    if step.decision == Decision::Pause {
+                        self.stop = Some(StopReason::Paused);
+                        return Ok(());
+                    }
+                }
+            }
+            _ => {
+                self.stream.release(n)?;
+            }
+        }
+        if self.first_release_ms.is_none() && self.stream.released_tokens() > 0 {
+            self.first_release_ms = Some(ms(start));
+        }
+        if let Some(t) = next {
+            self.accept(t)?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(
+        self,
+        opts: &GenerateOptions,
+        prefill_ms: f64,
+        start: Instant,
+    ) -> Result<GenerationResult> {
+        let total_ms = ms(start);
+        let guard_status = self.guard.as_ref().map(Guard::status);
+        let steps = self
+            .guard
+            .as_ref()
+            .map(|g| g.steps().to_vec())
+            .unwrap_or_default();
+        let stop = self.stop.unwrap_or(StopReason::MaxNewTokens);
+        let paused = stop == StopReason::Paused;
+        let released = if paused {
+            self.stream.partial_response().to_string()
+        } else {
+            self.stream.finish()?
+        };
+        let refused = paused && opts.on_pause == OnPause::Refuse;
+        let decode_s = (total_ms - prefill_ms).max(1e-9) / 1e3;
+        Ok(GenerationResult {
+            prompt: self.prompt,
+            status: status_of(guard_status, refused),
+            response: if refused {
+                opts.refusal_message.clone()
+            } else {
+                released.clone()
+            },
+            partial_response: paused.then_some(released),
+            stop_reason: stop,
+            tokens_generated: self.generated,
+            prompt_tokens: self.prompt_tokens,
+            probe_steps: steps,
+            timings: Timings {
+                prefill_ms,
+                time_to_first_token_ms: self.ttft_ms.unwrap_or(prefill_ms),
+                time_to_first_release_ms: self.first_release_ms,
+                total_ms,
+                decode_tokens_per_s: self.generated as f64 / decode_s,
+            },
+        })
+    }
+}
