@@ -146,6 +146,19 @@ def decoder_layout(config) -> DecoderLayout:
     )
 
 
+def placeholder_token_ids(config) -> tuple[list[int], int | None]:
+    """Multimodal placeholder ids that the source model embeds as the pad token for text input, and that pad id.
+
+    transformers' Gemma4Model replaces image/video/audio placeholder ids by `pad_token_id` before both embedding
+    lookups; the exported text decoder must do the same to match the conditional-generation model. Gemma 3 only
+    does it for out-of-vocabulary ids, which cannot reach the graph.
+    """
+    if config.model_type != "gemma4":
+        return [], None
+    ids = [getattr(config, k, None) for k in ("image_token_id", "video_token_id", "audio_token_id")]
+    return sorted({int(i) for i in ids if i is not None}), text_config_of(config).pad_token_id
+
+
 def resolve_layers(spec: str | None, num_layers: int) -> list[int]:
     """`all` (or None) -> 0..L; otherwise a comma list of indices, negative ones counting from the end
     like Python over the L+1 hidden states (-1 = L, the final-norm output)."""

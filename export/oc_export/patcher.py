@@ -19,6 +19,8 @@ from optimum.exporters.onnx.model_patcher import ModelPatcher
 from transformers.cache_utils import DummyLayer, DynamicCache, DynamicLayer
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
+from .arch import placeholder_token_ids
+
 
 def locate_decoder(model):
     """(text decoder module, lm_head) of a causal LM or of a multimodal conditional-generation model."""
@@ -85,8 +87,14 @@ class DecoderPatcher(ModelPatcher):
         decoder, lm_head = locate_decoder(model)
         self._decoder = decoder
         softcap = layout.final_logit_softcapping
+        placeholders, pad_id = placeholder_token_ids(model.config)
 
         def forward(input_ids, attention_mask, position_ids, past_key_values):
+            if placeholders:
+                is_placeholder = input_ids == placeholders[0]
+                for token in placeholders[1:]:
+                    is_placeholder = is_placeholder | (input_ids == token)
+                input_ids = torch.where(is_placeholder, torch.full_like(input_ids, pad_id), input_ids)
             cache = build_cache(layout, past_key_values)
             out = decoder(
                 input_ids=input_ids,
