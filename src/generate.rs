@@ -92,6 +92,8 @@ pub struct GenerationResult {
     pub partial_response: Option<String>,
     pub stop_reason: StopReason,
     pub tokens_generated: usize,
+    /// Generated token ids (the stop token excluded).
+    pub token_ids: Vec<u32>,
     pub prompt_tokens: usize,
     pub probe_steps: Vec<ProbeStep>,
     pub timings: Timings,

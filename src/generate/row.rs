@@ -185,6 +185,7 @@ impl<'t, 's> RowState<'t, 's> {
             partial_response: paused.then_some(released),
             stop_reason: stop,
             tokens_generated: self.generated,
+            token_ids: self.history[self.prompt_tokens..].to_vec(),
             prompt_tokens: self.prompt_tokens,
             probe_steps: steps,
             timings: Timings {

@@ -1,0 +1,71 @@
+//! Helpers shared by the integration tests: the tiny models and their PyTorch goldens.
+#![allow(dead_code)]
+
+use open_constitution::model::Model;
+use open_constitution::runtime::RuntimeOptions;
+use open_constitution::tensors::TensorFile;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The committed tiny models (made by `just tiny-models`).
+pub const TINY_MODELS: [&str; 3] = ["tiny-gemma4", "tiny-gemma3", "tiny-qwen3"];
+
+pub fn model_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join(name)
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_open-constitution"))
+}
+
+pub fn load(name: &str, chat: bool) -> Model {
+    let opts = RuntimeOptions {
+        threads: 1,
+        ..Default::default()
+    };
+    Model::load(model_dir(name).to_str().unwrap(), chat, &opts).expect("tiny model loads")
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Goldens {
+    pub layers: Vec<usize>,
+    pub exchanges: Vec<GoldenExchange>,
+    pub generations: Vec<GoldenGeneration>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GoldenExchange {
+    pub prompt: String,
+    pub response: String,
+    pub chat_template: bool,
+    pub text: String,
+    pub input_ids: Vec<u32>,
+    pub response_token_range: [usize; 2],
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GoldenGeneration {
+    pub prompt: String,
+    pub chat_template: bool,
+    pub text: String,
+    pub input_ids: Vec<u32>,
+    pub greedy_ids: Vec<u32>,
+}
+
+pub fn goldens(name: &str) -> (Goldens, TensorFile) {
+    let dir = model_dir(name);
+    let g: Goldens =
+        serde_json::from_slice(&std::fs::read(dir.join("goldens.json")).unwrap()).unwrap();
+    let t = TensorFile::open(&dir.join("goldens.safetensors")).unwrap();
+    (g, t)
+}
+
+/// Largest |a - b| / max(1, |b|): relative where values are large (Gemma's residual stream
+/// reaches ~1e5), absolute near zero.
+pub fn max_scaled_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
+        .fold(0.0, f32::max)
+}
