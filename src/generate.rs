@@ -16,6 +16,9 @@ use row::RowState;
 use serde::Serialize;
 use std::time::Instant;
 
+/// Where one row's released text goes (the terminal, a buffer).
+pub type Sink<'s> = Box<dyn FnMut(&str) + 's>;
+
 /// Scores one hidden state (a trained probe).
 pub trait RiskScorer {
     /// Absolute hidden-state index the scorer reads.
@@ -106,7 +109,7 @@ pub fn generate_batch<'s>(
     prompts: &[String],
     guard: Option<&GuardSetup<'_>>,
     opts: &GenerateOptions,
-    sinks: Vec<Box<dyn FnMut(&str) + 's>>,
+    sinks: Vec<Sink<'s>>,
 ) -> Result<Vec<GenerationResult>> {
     let start = Instant::now();
     let Model { files, decoder } = model;

@@ -14,8 +14,10 @@
 //! A stop token is not pushed: it is not part of the response and has no hidden state of its own
 //! until it is fed, which a stopping engine never does.
 
+mod detok;
 mod stream;
 
+pub use detok::IncrementalDecoder;
 pub use stream::{HeldStream, TextSink, TokenDecoder, WriteSink};
 
 use crate::error::{Error, Result};

@@ -13,7 +13,11 @@ use open_constitution::store::{Pooling, RowMeta};
 const TOL: f32 = 1e-4;
 
 fn render(model: &open_constitution::model::Model, e: &GoldenExchange) -> Rendered {
-    let format = if e.chat_template { &model.files.format } else { &PromptFormat::Plain };
+    let format = if e.chat_template {
+        &model.files.format
+    } else {
+        &PromptFormat::Plain
+    };
     format.exchange(&e.prompt, &e.response).unwrap()
 }
 
@@ -51,16 +55,30 @@ fn rendering_and_token_ids_match_transformers() {
             if forged.is_object() {
                 // HF turns the typed `<end_of_turn>` into the control token; we must not.
                 let control = forged["control_token_id"].as_u64().unwrap() as u32;
-                assert!(enc.neutralized_control_tokens, "{name}: forged turn detected");
+                assert!(
+                    enc.neutralized_control_tokens,
+                    "{name}: forged turn detected"
+                );
                 let user = enc.prompt.clone().unwrap();
-                assert!(!enc.ids[user.clone()].contains(&control), "{name}: no control token in user text");
-                let safe: Vec<u32> = serde_json::from_value(forged["safe_input_ids"].clone()).unwrap();
-                assert_eq!(enc.ids, safe, "{name}: neutralized ids equal HF with split_special_tokens");
+                assert!(
+                    !enc.ids[user.clone()].contains(&control),
+                    "{name}: no control token in user text"
+                );
+                let safe: Vec<u32> =
+                    serde_json::from_value(forged["safe_input_ids"].clone()).unwrap();
+                assert_eq!(
+                    enc.ids, safe,
+                    "{name}: neutralized ids equal HF with split_special_tokens"
+                );
                 assert_ne!(enc.ids, e.input_ids, "{name}: HF's unsafe ids differ");
             } else {
                 assert_eq!(enc.ids, e.input_ids, "{name} exchange {i}: token ids");
                 let resp = enc.response.clone().unwrap();
-                assert_eq!([resp.start, resp.end], e.response_token_range, "{name} exchange {i}");
+                assert_eq!(
+                    [resp.start, resp.end],
+                    e.response_token_range,
+                    "{name} exchange {i}"
+                );
             }
         }
     }
@@ -78,9 +96,13 @@ fn hidden_states_and_logits_match_pytorch() {
             if e.text.contains("Please repeat") {
                 continue; // token ids differ by design (see the test above)
             }
-            let r = row(e.input_ids.clone(), e.response_token_range[0]..e.response_token_range[1]);
+            let r = row(
+                e.input_ids.clone(),
+                e.response_token_range[0]..e.response_token_range[1],
+            );
             for (pooling, key) in [(Pooling::Last, "last"), (Pooling::Mean, "response_mean")] {
-                let got = forward_pooled(&mut model.decoder, &[&r], &g.layers, pooling, pad).unwrap();
+                let got =
+                    forward_pooled(&mut model.decoder, &[&r], &g.layers, pooling, pad).unwrap();
                 for (m, &layer) in got.iter().zip(&g.layers) {
                     let want = t.f32(&format!("exchange.{i}.{key}.{layer}")).unwrap();
                     let d = max_scaled_diff(m.as_slice().unwrap(), &want.data);
@@ -91,7 +113,11 @@ fn hidden_states_and_logits_match_pytorch() {
             // last logits
             let inputs = open_constitution::batch::right_padded(&[&e.input_ids], pad);
             let past = model.decoder.empty_cache(1).unwrap();
-            let want = Want { logits: true, hidden: vec![], present: false };
+            let want = Want {
+                logits: true,
+                hidden: vec![],
+                present: false,
+            };
             let out = model.decoder.run(inputs, past, &want).unwrap();
             let (_, logits) = f32_view(out.logits.as_ref().unwrap()).unwrap();
             let golden = t.f32(&format!("exchange.{i}.logits")).unwrap();
@@ -106,7 +132,10 @@ fn hidden_states_and_logits_match_pytorch() {
             for (k, (i, _)) in batch_rows.iter().enumerate() {
                 let want = t.f32(&format!("exchange.{i}.last.{layer}")).unwrap();
                 let d = max_scaled_diff(m.row(k).as_slice().unwrap(), &want.data);
-                assert!(d < TOL, "{name} batched exchange {i} layer {layer}: diff {d}");
+                assert!(
+                    d < TOL,
+                    "{name} batched exchange {i} layer {layer}: diff {d}"
+                );
             }
         }
         eprintln!("{name}: worst scaled diff vs PyTorch {worst:.2e}");

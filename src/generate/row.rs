@@ -5,12 +5,12 @@
 use super::{check_length, ms, status_of, GenerateOptions, GenerationResult, GuardSetup, OnPause};
 use super::{StopReason, Timings};
 use crate::error::Result;
-use crate::guard::{Decision, Guard, HeldStream, TokenDecoder};
+use crate::guard::{Decision, Guard, HeldStream, IncrementalDecoder, TokenDecoder};
 use crate::model::ModelFiles;
 use crate::sampling::LogitsProcessor;
 use std::time::Instant;
 
-type Stream<'t, 's> = HeldStream<Box<dyn TokenDecoder + 't>, Box<dyn FnMut(&str) + 's>>;
+type Stream<'t, 's> = HeldStream<Box<dyn TokenDecoder + 't>, super::Sink<'s>>;
 
 pub(super) struct RowState<'t, 's> {
     pub prompt: String,
@@ -35,7 +35,7 @@ impl<'t, 's> RowState<'t, 's> {
         prompt: &str,
         opts: &GenerateOptions,
         guard: Option<&GuardSetup<'_>>,
-        sink: Box<dyn FnMut(&str) + 's>,
+        sink: super::Sink<'s>,
         context: Option<usize>,
     ) -> Result<Self> {
         if prompt.trim().is_empty() {
@@ -47,7 +47,7 @@ impl<'t, 's> RowState<'t, 's> {
         let ids = files.encoder.encode(&rendered)?.ids;
         check_length(ids.len(), opts.max_new_tokens, context)?;
         let decoder: Box<dyn TokenDecoder + 't> =
-            Box::new(files.encoder.tokenizer().decode_stream(true));
+            Box::new(IncrementalDecoder::new(files.encoder.tokenizer()));
         Ok(Self {
             prompt: prompt.to_string(),
             prompt_tokens: ids.len(),
@@ -56,7 +56,7 @@ impl<'t, 's> RowState<'t, 's> {
             pad: files.pad_id(),
             generated: 0,
             sampler: LogitsProcessor::new(opts.sampling.clone())?,
-            guard: guard.map(|g| Guard::new(g.config.clone())).transpose()?,
+            guard: guard.map(|g| Guard::new(g.config)).transpose()?,
             stream: HeldStream::new(decoder, sink),
             stop: None,
             ttft_ms: None,

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 pub const TINY_MODELS: [&str; 3] = ["tiny-gemma4", "tiny-gemma3", "tiny-qwen3"];
 
 pub fn model_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name)
 }
 
 pub fn bin() -> PathBuf {

@@ -1,0 +1,263 @@
+//! Decoding on the exported graph: KV-cached logits equal a full forward at every step (past the
+//! sliding window), greedy tokens equal the PyTorch goldens, batched left-padded decoding equals
+//! one-by-one, a probe built to fire pauses at the expected step with nothing held printed, and
+//! bad prompts are refused.
+
+mod common;
+
+use common::*;
+use open_constitution::batch::{decode_step, left_padded, right_padded};
+use open_constitution::decoder::{f32_view, Want};
+use open_constitution::generate::{
+    generate_batch, GenerateOptions, GuardSetup, OnPause, RiskScorer, Status, StopReason,
+};
+use open_constitution::guard::{GuardConfig, Smoothing};
+use open_constitution::model::Model;
+use open_constitution::sampling::SamplingConfig;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+fn opts(max_new: usize) -> GenerateOptions {
+    GenerateOptions {
+        max_new_tokens: max_new,
+        sampling: SamplingConfig::default(),
+        on_pause: OnPause::Stop,
+        refusal_message: "I can't help with that.".into(),
+    }
+}
+
+/// Runs generation, capturing what each row's sink received.
+fn run(
+    model: &mut Model,
+    prompts: &[String],
+    guard: Option<&GuardSetup<'_>>,
+    o: &GenerateOptions,
+) -> (
+    Vec<open_constitution::generate::GenerationResult>,
+    Vec<String>,
+) {
+    let seen: Vec<Rc<RefCell<String>>> = prompts.iter().map(|_| Rc::default()).collect();
+    let sinks: Vec<Box<dyn FnMut(&str)>> = seen
+        .iter()
+        .map(|s| {
+            let s = s.clone();
+            Box::new(move |t: &str| s.borrow_mut().push_str(t)) as Box<dyn FnMut(&str)>
+        })
+        .collect();
+    let res = generate_batch(model, prompts, guard, o, sinks).unwrap();
+    (res, seen.iter().map(|s| s.borrow().clone()).collect())
+}
+
+fn last_logits(model: &mut Model, ids: &[u32]) -> Vec<f32> {
+    let inputs = right_padded(&[ids], 0);
+    let past = model.decoder.empty_cache(1).unwrap();
+    let want = Want {
+        logits: true,
+        hidden: vec![],
+        present: false,
+    };
+    let out = model.decoder.run(inputs, past, &want).unwrap();
+    f32_view(out.logits.as_ref().unwrap())
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+#[test]
+fn kv_cached_logits_equal_full_forward_past_the_sliding_window() {
+    for name in TINY_MODELS {
+        let mut model = load(name, true);
+        let (g, _) = goldens(name);
+        let mut ids = g.generations[0].input_ids.clone();
+        let inputs = left_padded(&[&ids], 0);
+        let mut mask = inputs.attention_mask.clone();
+        let want = Want {
+            logits: true,
+            hidden: vec![],
+            present: true,
+        };
+        let past = model.decoder.empty_cache(1).unwrap();
+        let mut out = model.decoder.run(inputs, past, &want).unwrap();
+        let window = model.files.manifest.sliding_window.unwrap_or(0);
+        let mut worst = 0f32;
+        for step in 0..window.max(8) + 8 {
+            let cached = f32_view(out.logits.as_ref().unwrap())
+                .unwrap()
+                .1
+                .into_owned();
+            let full = last_logits(&mut model, &ids);
+            let d = max_scaled_diff(&cached, &full);
+            worst = worst.max(d);
+            assert!(d < 1e-4, "{name} step {step}: cached vs full diff {d}");
+            // Feed a fixed, non-greedy token so the sequence keeps changing.
+            let next = 7 + (step as u32 * 13) % 200;
+            ids.push(next);
+            let s = decode_step(&[next], &mask);
+            mask = s.attention_mask.clone();
+            let cache = out.present.take().unwrap();
+            out = model.decoder.run(s, cache, &want).unwrap();
+        }
+        eprintln!(
+            "{name}: {} tokens, worst cached-vs-full diff {worst:.2e}",
+            ids.len()
+        );
+        assert!(ids.len() > window, "test went past the sliding window");
+    }
+}
+
+#[test]
+fn greedy_tokens_equal_pytorch_and_batching_changes_nothing() {
+    for name in TINY_MODELS {
+        let mut model = load(name, true);
+        let (g, _) = goldens(name);
+        let gens: Vec<_> = g.generations.iter().filter(|x| x.chat_template).collect();
+        let prompts: Vec<String> = gens.iter().map(|x| x.prompt.clone()).collect();
+        let mut singles = Vec::new();
+        for (p, gold) in prompts.iter().zip(&gens) {
+            let (res, printed) = run(&mut model, std::slice::from_ref(p), None, &opts(20));
+            let r = &res[0];
+            let mut ids = r.token_ids.clone();
+            if r.stop_reason == StopReason::Eos {
+                ids.push(*gold.greedy_ids.last().unwrap());
+            }
+            assert_eq!(ids, gold.greedy_ids, "{name}: greedy ids for {p:?}");
+            assert_eq!(
+                printed[0], r.response,
+                "{name}: streamed text equals the response"
+            );
+            singles.push(r.token_ids.clone());
+        }
+        let (batched, _) = run(&mut model, &prompts, None, &opts(20));
+        for (b, s) in batched.iter().zip(&singles) {
+            assert_eq!(
+                &b.token_ids, s,
+                "{name}: batched left-padded decode equals one-by-one"
+            );
+        }
+    }
+}
+
+/// risk = sigmoid(gain * (h[feature] - center)).
+struct FeatureProbe {
+    layer: usize,
+    feature: usize,
+    center: f32,
+}
+
+impl RiskScorer for FeatureProbe {
+    fn layer(&self) -> usize {
+        self.layer
+    }
+    fn score(&self, h: &[f32]) -> f32 {
+        1.0 / (1.0 + (-(h[self.feature] - self.center) * 1e4).exp())
+    }
+}
+
+#[test]
+fn a_probe_built_to_fire_pauses_at_the_expected_step() {
+    let mut model = load("tiny-gemma4", true);
+    let prompt = "Tell me a short story about a cat.".to_string();
+    let (free, _) = run(&mut model, std::slice::from_ref(&prompt), None, &opts(12));
+    let gen = &free[0].token_ids;
+    assert!(gen.len() >= 6, "needs a few generated tokens");
+    let layer = model.files.manifest.num_layers - 1;
+    // Feature 0 of each generated token's hidden state, from full forwards of the prefixes.
+    let prompt_ids = {
+        let r = model.files.format.generation_prompt(&prompt).unwrap();
+        model.files.encoder.encode(&r).unwrap().ids
+    };
+    let mut f = Vec::new();
+    for i in 0..gen.len() {
+        let ids: Vec<u32> = prompt_ids.iter().chain(&gen[..=i]).copied().collect();
+        let row = open_constitution::extract::PreparedRow {
+            response: 0..1,
+            meta: open_constitution::store::RowMeta {
+                id: "x".into(),
+                label: 0,
+                split: None,
+                topic: None,
+                source: None,
+                tokens: ids.len(),
+                prompt_hash: String::new(),
+                truncated: false,
+            },
+            ids,
+        };
+        let m = open_constitution::extract::forward_pooled(
+            &mut model.decoder,
+            &[&row],
+            &[layer],
+            open_constitution::store::Pooling::Last,
+            0,
+        )
+        .unwrap();
+        f.push(m[0][[0, 0]]);
+    }
+    // Fire at the last token whose feature is a new running maximum (index >= 1).
+    let j = (1..f.len())
+        .filter(|&i| f[i] > f[..i].iter().cloned().fold(f32::MIN, f32::max))
+        .last()
+        .expect("some running maximum after the first token");
+    let prev_max = f[..j].iter().cloned().fold(f32::MIN, f32::max);
+    let probe = FeatureProbe {
+        layer,
+        feature: 0,
+        center: (prev_max + f[j]) / 2.0,
+    };
+    let setup = GuardSetup {
+        scorer: &probe,
+        config: GuardConfig {
+            threshold: 0.3,
+            pause_threshold: 0.5,
+            probe_every_n_tokens: 1,
+            smoothing: Smoothing::MovingAverage { window: 1 },
+        },
+    };
+    let (res, printed) = run(
+        &mut model,
+        std::slice::from_ref(&prompt),
+        Some(&setup),
+        &opts(12),
+    );
+    let r = &res[0];
+    assert_eq!(r.status, Status::Paused);
+    assert_eq!(r.stop_reason, StopReason::Paused);
+    let last = r.probe_steps.last().unwrap();
+    assert_eq!(last.token_index, j, "paused at the token built to fire");
+    // The full decode, less a trailing incomplete UTF-8 sequence the stream holds back.
+    let full = model
+        .files
+        .encoder
+        .tokenizer()
+        .decode(&gen[..j], true)
+        .unwrap();
+    let expected = full.trim_end_matches('\u{FFFD}').to_string();
+    assert_eq!(
+        printed[0], expected,
+        "exactly the judged tokens before the pause were printed"
+    );
+    assert_eq!(r.partial_response.as_deref(), Some(expected.as_str()));
+
+    let mut refuse = opts(12);
+    refuse.on_pause = OnPause::Refuse;
+    let (res, _) = run(&mut model, &[prompt], Some(&setup), &refuse);
+    assert_eq!(res[0].status, Status::Refused);
+    assert_eq!(res[0].response, "I can't help with that.");
+}
+
+#[test]
+fn bad_prompts_are_refused_with_clear_errors() {
+    let mut model = load("tiny-qwen3", true);
+    let sink = || vec![Box::new(|_: &str| {}) as Box<dyn FnMut(&str)>];
+    let err = generate_batch(&mut model, &["  ".into()], None, &opts(4), sink())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("prompt is empty"), "{err}");
+    let err = generate_batch(&mut model, &["hi".into()], None, &opts(1 << 20), sink())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("exceeds the model's context"),
+        "{err}"
+    );
+}
