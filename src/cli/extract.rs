@@ -1,0 +1,101 @@
+//! `extract`: hidden-state activations of labelled exchanges into an activation store.
+
+use super::common::{ModelArgs, RuntimeArgs};
+use open_constitution::extract_job::{run_extract, ExtractJob};
+use open_constitution::model::Model;
+use open_constitution::select::ShardArg;
+use open_constitution::store::Pooling;
+use std::path::PathBuf;
+
+/// Arguments of `extract`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Labelled JSONL (`prompt`, `response`, `label`; optional `id`, `split`, `topic`), e.g.
+    /// from `prepare-data`. `.jsonl.gz` is read too.
+    #[arg(long, default_value = "data/training_data.jsonl")]
+    pub data: PathBuf,
+    /// Output activation store directory. Rerunning the same command resumes it; other
+    /// arguments into the same directory are refused.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Hidden states to store: `all`, one index (`-4`) or a list (`-2,-4,-8`). Negative indices
+    /// count from the end as in Python (-1 = last layer after the final norm, 0 = embeddings).
+    /// Each layer costs hidden_size x 4 bytes per row.
+    #[arg(long, default_value = "all", allow_hyphen_values = true)]
+    pub layers: String,
+    /// `last`: the exchange's last token (the seed's choice); `mean`: the mean over response
+    /// tokens (closer to what the guard sees mid-generation).
+    #[arg(long, value_enum, default_value_t = Pooling::Last)]
+    pub pooling: Pooling,
+    /// Padded tokens per batch (rows x longest row). Larger batches run faster until memory or
+    /// cache limits; attention memory grows with the square of the longest row.
+    #[arg(long, default_value_t = 4096)]
+    pub batch_tokens: usize,
+    /// Most rows per batch.
+    #[arg(long, default_value_t = 64)]
+    pub max_batch: usize,
+    /// Extract a seeded, label-balanced sample of at most N examples (default: all).
+    #[arg(long)]
+    pub max_examples: Option<usize>,
+    /// Seed of the --max-examples sample.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Truncate exchanges longer than N tokens, cutting the prompt from the left so the
+    /// response end is kept; the count of truncated rows is reported.
+    #[arg(long, default_value_t = 1024)]
+    pub max_tokens: usize,
+    /// Skip (and count) invalid data lines instead of stopping at the first.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Extract only shard K of N (rows assigned by a hash of their id); each shard writes its own
+    /// store, and train/sweep/eval/merge combine them.
+    #[arg(long)]
+    pub shard: Option<ShardArg>,
+    /// Rows per store shard file: the unit of resume after an interruption.
+    #[arg(long, default_value_t = 512)]
+    pub rows_per_shard: usize,
+}
+
+pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
+    let mut model = Model::load(&a.model.model, !a.model.no_chat_template, &a.runtime.options())?;
+    let job = ExtractJob {
+        data: a.data,
+        out: a.out.clone(),
+        layers: a.layers,
+        pooling: a.pooling,
+        batch_tokens: a.batch_tokens,
+        max_batch: a.max_batch,
+        max_examples: a.max_examples,
+        seed: a.seed,
+        max_tokens: Some(a.max_tokens),
+        skip_invalid: a.skip_invalid,
+        shard: a.shard,
+        rows_per_shard: a.rows_per_shard,
+        progress: !quiet,
+    };
+    let s = run_extract(&mut model, &job)?;
+    if s.read.skipped > 0 {
+        eprintln!("skipped {} invalid data lines (--skip-invalid)", s.read.skipped);
+    }
+    if s.resumed_rows > 0 {
+        eprintln!("resumed: {} rows were already extracted", s.resumed_rows);
+    }
+    println!(
+        "extracted {} rows ({} tokens) in {:.1} s: {:.2} examples/s, {:.0} tokens/s; {} truncated to --max-tokens; store {} ({} rows, layers {:?}, provider {:?})",
+        s.rows,
+        s.tokens,
+        s.seconds,
+        s.rows as f64 / s.seconds.max(1e-9),
+        s.tokens as f64 / s.seconds.max(1e-9),
+        s.meta.truncated,
+        a.out.display(),
+        s.meta.row_count,
+        s.meta.layers,
+        model.decoder.provider(),
+    );
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! One extraction run end to end: read and validate the data, sample and shard rows, tokenize,
+//! and extract into a resumable activation store, with a progress bar.
+
+use crate::data::{prompt_hash, read_examples, ReadOptions, ReadReport};
+use crate::error::Result;
+use crate::extract::{extract_into, prepare_rows, BatchSettings, ExchangeRow};
+use crate::model::Model;
+use crate::select::{balanced_sample, shard_of, ShardArg};
+use crate::store::{Pooling, ShardSpec, StoreMeta, StoreWriter, STORE_FORMAT, STORE_VERSION};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What to extract and how.
+#[derive(Debug, Clone)]
+pub struct ExtractJob {
+    pub data: PathBuf,
+    pub out: PathBuf,
+    /// `all`, `-4`, `-2,-4,-8`.
+    pub layers: String,
+    pub pooling: Pooling,
+    pub batch_tokens: usize,
+    pub max_batch: usize,
+    pub max_examples: Option<usize>,
+    pub seed: u64,
+    pub max_tokens: Option<usize>,
+    pub skip_invalid: bool,
+    pub shard: Option<ShardArg>,
+    pub rows_per_shard: usize,
+    pub progress: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct ExtractSummary {
+    pub meta: StoreMeta,
+    pub read: ReadReport,
+    /// Rows found already extracted (a resumed run).
+    pub resumed_rows: usize,
+    /// Rows and tokens extracted by this run.
+    pub rows: usize,
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
+/// Reads the data, selects rows, and extracts them into `job.out` (resuming if possible).
+pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary> {
+    let manifest = model.files.manifest.clone();
+    let layers = manifest.parse_layers(&job.layers)?;
+    let (examples, read) = read_examples(&job.data, &ReadOptions { skip_invalid: job.skip_invalid })?;
+    let data_sha256 = crate::fsutil::sha256_file(&job.data)?;
+    let ids: Vec<&str> = examples.iter().map(|e| e.id.as_str()).collect();
+    let labels: Vec<u8> = examples.iter().map(|e| e.label).collect();
+    let chosen = match job.max_examples {
+        Some(n) => balanced_sample(&ids, &labels, n, job.seed),
+        None => (0..examples.len()).collect(),
+    };
+    let rows: Vec<ExchangeRow> = chosen
+        .into_iter()
+        .map(|i| &examples[i])
+        .filter(|e| job.shard.is_none_or(|s| shard_of(&e.id, s.count) == s.index))
+        .map(|e| ExchangeRow {
+            id: e.id.clone(),
+            prompt: e.prompt.clone(),
+            response: e.response.clone(),
+            label: e.label,
+            split: e.split.map(|s| s.as_str().to_string()),
+            topic: e.topic.clone(),
+            source: e.source.clone(),
+            prompt_hash: format!("{:016x}", prompt_hash(&e.prompt)),
+        })
+        .collect();
+    let meta = StoreMeta {
+        format: STORE_FORMAT.into(),
+        version: STORE_VERSION,
+        model_hash: manifest.model_hash.clone(),
+        manifest_sha256: model.files.manifest_sha256.clone(),
+        model: model.files.id.clone(),
+        num_layers: manifest.num_layers,
+        layers: layers.clone(),
+        hidden_size: manifest.hidden_size,
+        pooling: job.pooling,
+        dtype: "float32".into(),
+        chat_template: model.files.format.uses_chat_template(),
+        shard: job.shard.map(|s| ShardSpec { index: s.index, count: s.count }),
+        rows_per_shard: job.rows_per_shard,
+        args: serde_json::json!({
+            "data_sha256": data_sha256,
+            "max_examples": job.max_examples,
+            "seed": job.seed,
+            "max_tokens": job.max_tokens,
+            "batch_tokens": job.batch_tokens,
+            "max_batch": job.max_batch,
+            "skip_invalid": job.skip_invalid,
+        }),
+        planned_rows: rows.len(),
+        complete: false,
+        row_count: 0,
+        truncated: 0,
+    };
+    let mut writer = StoreWriter::create_or_resume(&job.out, meta)?;
+    let resumed_rows = writer.rows_done();
+    let prepared = prepare_rows(&model.files, &rows, job.max_tokens)?;
+    let truncated = prepared.iter().filter(|r| r.meta.truncated).count();
+    let settings = BatchSettings {
+        layers,
+        pooling: job.pooling,
+        batch_tokens: job.batch_tokens,
+        max_batch: job.max_batch,
+    };
+    let bar = progress_bar(prepared.len(), job.progress);
+    let start = Instant::now();
+    let mut first_tokens = None;
+    let mut last = (0, 0);
+    let pad = model.files.pad_id();
+    extract_into(&mut model.decoder, pad, &prepared, &settings, &mut writer, &mut |rows, tokens| {
+        let base = *first_tokens.get_or_insert(tokens);
+        bar.set_position(rows as u64);
+        let secs = start.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!("{:.0} tok/s", (tokens - base) as f64 / secs));
+        last = (rows, tokens - base);
+    })?;
+    bar.finish_and_clear();
+    let meta = writer.finish(truncated)?;
+    Ok(ExtractSummary {
+        meta,
+        read,
+        resumed_rows,
+        rows: last.0.saturating_sub(resumed_rows),
+        tokens: last.1,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn progress_bar(len: usize, visible: bool) -> indicatif::ProgressBar {
+    if !visible {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "extract {bar:30} {pos}/{len} rows  {per_sec} {msg}  eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
