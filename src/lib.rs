@@ -1,6 +1,7 @@
 //! open-constitution: activation probes that guard open-weight LLMs. Extract hidden states from an
 //! exported KV-cache decoder graph, train linear probes on them, and guard generation with them.
 
+pub mod data;
 pub mod error;
 pub mod fsutil;
 
