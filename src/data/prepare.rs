@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_SEED: u64 = 20_240_601;
 
 /// Everything `prepare` needs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PrepareOptions {
     pub sources: Vec<SourceSpec>,
     pub fractions: SplitFractions,
@@ -42,6 +42,20 @@ pub struct PrepareOptions {
     pub cap_source: BTreeMap<SourceKind, usize>,
     pub seed: u64,
     pub adapter: AdapterOptions,
+}
+
+impl Default for PrepareOptions {
+    /// No sources, 80/10/10, no caps, [`DEFAULT_SEED`], failing on invalid rows.
+    fn default() -> Self {
+        PrepareOptions {
+            sources: Vec::new(),
+            fractions: SplitFractions::default(),
+            cap: None,
+            cap_source: BTreeMap::new(),
+            seed: DEFAULT_SEED,
+            adapter: AdapterOptions::default(),
+        }
+    }
 }
 
 /// The prepared sets, sorted by id.
