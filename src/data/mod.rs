@@ -1,0 +1,18 @@
+//! Training data: the JSONL schema, the validating reader every training command uses, the
+//! deterministic prompt-hash splits, and `prepare-data`'s adapters, hygiene and summary.
+
+pub mod adapters;
+pub mod hygiene;
+pub mod io;
+pub mod prepare;
+pub mod reader;
+pub mod refusal;
+pub mod schema;
+pub mod split;
+pub mod summary;
+
+pub use adapters::{SourceKind, SourceSpec};
+pub use prepare::{prepare, PrepareOptions, Prepared};
+pub use reader::{parse_examples, read_examples, ReadOptions, ReadReport};
+pub use schema::{Example, PromptIntent, Record, ResponseBehavior, Split, PREPARE_VERSION};
+pub use split::{assign_split, normalize_prompt, prompt_hash, SplitFractions};
