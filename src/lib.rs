@@ -1,14 +1,12 @@
 //! open-constitution: activation probes that guard open-weight LLMs. Extract hidden states from an
 //! exported KV-cache decoder graph, train linear probes on them, and guard generation with them.
 
-<<<<<<< HEAD
 pub mod batch;
-pub mod decoder;
-=======
 pub mod data;
->>>>>>> data
+pub mod decoder;
 pub mod error;
 pub mod extract;
+pub mod extract_job;
 pub mod fsutil;
 pub mod generate;
 pub mod guard;

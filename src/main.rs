@@ -8,7 +8,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_logging(args.verbose, args.quiet);
-    match cli::run(args.command) {
+    match cli::run(args.command, args.quiet) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // One clear message, with its causes, and exit code 2 for every handled failure.

@@ -1,6 +1,7 @@
 //! Subcommand definitions and dispatch; each subcommand lives in its own file.
 
 mod common;
+mod extract;
 mod prepare;
 mod render;
 
@@ -28,11 +29,14 @@ pub enum Command {
     PrepareData(prepare::Args),
     /// Show exactly what the model sees: formatted text and token ids.
     Render(render::Args),
+    /// Extract hidden-state activations of labelled exchanges into an activation store.
+    Extract(extract::Args),
 }
 
 /// Runs one subcommand.
-pub fn run(command: Command) -> anyhow::Result<()> {
+pub fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
     match command {
+        Command::Extract(a) => extract::run(a, quiet),
         Command::PrepareData(a) => prepare::run(a),
         Command::Render(a) => render::run(a),
     }
