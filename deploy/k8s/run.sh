@@ -7,6 +7,7 @@
 #   run.sh train                 resume the training Job and wait for it
 #   run.sh status                shard progress and failed indexes
 #   run.sh logs K                logs of shard K
+#   run.sh fetch DEST            copy the trained probe from the volume to DEST
 #   run.sh retry                 re-run the extraction Job after it failed (finished shards resume
 #                                at their end at once; only the unfinished ones do work)
 #   run.sh cleanup               delete the Jobs and the loader pod (the volume and its data stay)
@@ -48,6 +49,10 @@ wait_job() {
 
 case ${1:-} in
   setup)
+    # The loader sleeps for a day and then ends; an ended one is replaced.
+    case $("${k[@]}" get pod oc-loader -o jsonpath='{.status.phase}' 2>/dev/null || true) in
+      Succeeded | Failed) "${k[@]}" delete pod oc-loader --wait=true ;;
+    esac
     apply storage,loader
     "${k[@]}" wait --for=condition=Ready pod/oc-loader --timeout=10m ;;
   copy)
@@ -73,15 +78,21 @@ case ${1:-} in
   logs)
     [[ $# -eq 2 ]] || { echo "usage: $0 logs K" >&2; exit 2; }
     "${k[@]}" logs --tail=-1 --selector "job-name=oc-extract,batch.kubernetes.io/job-completion-index=$2" ;;
+  fetch)
+    [[ $# -eq 2 ]] || { echo "usage: $0 fetch DEST" >&2; exit 2; }
+    run=$(config RUN)
+    "$0" setup
+    "${k[@]}" cp "oc-loader:/data/runs/$run/probe" "$2"
+    echo "probe of run $run: $2" ;;
   retry)
     # A Job cannot re-run an index once it failed: replace the Job. Its template is unchanged, so
     # each shard runs the same command again and resumes from its store on the volume.
-    "${k[@]}" delete job oc-extract --ignore-not-found --wait=true
+    "${k[@]}" delete job oc-extract --ignore-not-found --cascade=foreground --wait=true
     "$0" extract ;;
   cleanup)
     "${k[@]}" delete job oc-extract oc-train --ignore-not-found
     "${k[@]}" delete pod oc-loader --ignore-not-found ;;
   *)
-    sed -n '2,14p' "$0" >&2
+    awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" >&2
     exit 2 ;;
 esac

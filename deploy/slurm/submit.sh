@@ -8,7 +8,7 @@
 # OC_MAX_PARALLEL (at most this many shards at once), OC_SBATCH_ARGS ("--partition=gpu ...").
 set -euo pipefail
 n=${1:-}
-[[ $n =~ ^[1-9][0-9]*$ ]] || { sed -n '2,8p' "$0" >&2; exit 2; }
+[[ $n =~ ^[1-9][0-9]*$ ]] || { awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" >&2; exit 2; }
 cd "$(dirname "$0")/../.."     # the jobs run from the repository root
 : "${OC_RUN_DIR:?set OC_RUN_DIR to a directory on a shared filesystem}"
 : "${OC_MODEL:?set OC_MODEL to the exported model folder}" "${OC_DATA:?set OC_DATA to the JSONL}"
