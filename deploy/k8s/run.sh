@@ -22,12 +22,8 @@ comp=app.kubernetes.io/component
 # Applies only the resources whose component label is in the given list.
 apply() { "${k[@]}" apply -k "$here" --selector "$comp in ($1)"; }
 
-# The value of a kustomization literal (e.g. RUN), read from the ConfigMap the training Job uses.
-config() {
-  local cm
-  cm=$("${k[@]}" get job oc-train -o jsonpath='{.spec.template.spec.containers[0].envFrom[0].configMapRef.name}')
-  "${k[@]}" get configmap "$cm" -o jsonpath="{.data.$1}"
-}
+# The value of a literal in kustomization.yaml (e.g. RUN).
+config() { sed -n "s/^ *- $1=\([^ #]*\).*/\1/p" "$here/kustomization.yaml"; }
 
 # Waits until a Job is Complete (exit 0) or Failed (exit 1), printing progress. (`kubectl wait
 # --for=condition=complete` alone would hang until its timeout when the Job fails.)

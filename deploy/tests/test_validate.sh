@@ -77,8 +77,6 @@ case "$*" in
   *"get job oc-extract -o jsonpath={range"*) echo "$JOB_STATE " ;;
   *"get job oc-train -o jsonpath={range"*) echo "Complete " ;;
   *failedIndexes*) echo "3,5" ;;
-  *configMapRef*) echo "oc-config-abc" ;;
-  *"get configmap"*) echo "run1" ;;
 esac
 EOF
 chmod +x "$tmp/bin/kubectl"
