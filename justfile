@@ -28,10 +28,15 @@ setup-gpu:
 setup-export:
     export/setup.sh
 
-# Run every test: Rust unit/integration tests and the export step's pytest suite
-test: setup setup-export
+# Run every test: Rust unit/integration tests, the export step's pytest suite, deployment checks
+test: setup setup-export validate-deploy
     cargo test --release --locked
     {{py}} -m pytest export/tests -q
+
+# Validate the cluster deployment files offline (kustomize, Kubernetes 1.33 schemas, shellcheck, hadolint) and prove the check can fail
+validate-deploy:
+    deploy/validate.sh
+    deploy/tests/test_validate.sh
 
 # Formatting and lints (rustfmt, clippy -D warnings)
 lint:
@@ -49,3 +54,11 @@ gemma3-270m: setup-export
 # Export a Hugging Face model folder to one ONNX graph: just export MODEL_DIR OUT_DIR [--layers all|-4,-8] [--dtype fp32|fp16]
 export model_dir out_dir *flags: setup-export
     {{py}} -m oc_export export {{model_dir}} {{out_dir}} {{flags}}
+
+# Convert the public safety sources (../shared/data) into data/training_data.jsonl + data/xstest_eval.jsonl
+prepare-data *flags: setup
+    {{bin}} prepare-data --out data/training_data.jsonl --eval-out data/xstest_eval.jsonl --summary data/dataset_summary.json {{flags}}
+
+# Extract activations of the prepared data into runs/activations (resumable): just extract [--max-examples N ...]
+extract *flags: setup
+    {{bin}} extract --model {{model}} --data data/training_data.jsonl --out {{runs}}/activations {{flags}}
