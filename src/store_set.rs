@@ -187,3 +187,49 @@ fn check_shards(stores: &mut [ActivationStore]) -> Result<()> {
     }
     Ok(())
 }
+
+impl ActivationSet {
+    /// Writes every row into one new store at `out` (shards of `rows_per_shard` rows), recording
+    /// the source stores in its `args`.
+    pub fn merge_into(&self, out: &Path, rows_per_shard: usize) -> Result<StoreMeta> {
+        if out.join("meta.json").exists() {
+            return Err(Error::Store(format!(
+                "{} already holds a store; merge into a new directory",
+                out.display()
+            )));
+        }
+        let first = self.meta();
+        let sources: Vec<String> = self
+            .stores
+            .iter()
+            .map(|s| s.dir().display().to_string())
+            .collect();
+        let meta = StoreMeta {
+            shard: None,
+            rows_per_shard,
+            args: serde_json::json!({ "merged_from": sources, "source_args": first.args }),
+            planned_rows: self.rows.len(),
+            complete: false,
+            row_count: 0,
+            truncated: self.stores.iter().map(|s| s.meta().truncated).sum(),
+            ..first.clone()
+        };
+        let matrices = first
+            .layers
+            .iter()
+            .map(|&l| self.layer_matrix(l))
+            .collect::<Result<Vec<_>>>()?;
+        let mut writer = crate::store::StoreWriter::create_or_resume(out, meta)?;
+        let per = rows_per_shard.max(1);
+        for start in (0..self.rows.len()).step_by(per) {
+            let end = (start + per).min(self.rows.len());
+            let block: Vec<Array2<f32>> = matrices
+                .iter()
+                .map(|m| m.slice(ndarray::s![start..end, ..]).to_owned())
+                .collect();
+            writer.write_shard(&self.rows[start..end], &block)?;
+        }
+        let truncated = writer.meta().truncated;
+        writer.finish(truncated)
+    }
+}

@@ -2,6 +2,7 @@
 
 mod common;
 mod extract;
+mod merge;
 mod prepare;
 mod render;
 
@@ -31,12 +32,15 @@ pub enum Command {
     Render(render::Args),
     /// Extract hidden-state activations of labelled exchanges into an activation store.
     Extract(extract::Args),
+    /// Merge activation stores (e.g. the shards of `extract --shard K/N`) into one.
+    Merge(merge::Args),
 }
 
 /// Runs one subcommand.
 pub fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
     match command {
         Command::Extract(a) => extract::run(a, quiet),
+        Command::Merge(a) => merge::run(a),
         Command::PrepareData(a) => prepare::run(a),
         Command::Render(a) => render::run(a),
     }
@@ -56,6 +60,7 @@ pub fn init_logging(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }
