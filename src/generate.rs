@@ -50,6 +50,9 @@ pub struct GenerateOptions {
     pub sampling: SamplingConfig,
     pub on_pause: OnPause,
     pub refusal_message: String,
+    /// Never stop at an end-of-turn/eos id (their logits are masked), as HF's `min_new_tokens`
+    /// does: benchmarks use it to generate exactly `max_new_tokens`.
+    pub ignore_eos: bool,
 }
 
 /// Final status of one generation.

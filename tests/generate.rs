@@ -23,6 +23,7 @@ fn opts(max_new: usize) -> GenerateOptions {
         sampling: SamplingConfig::default(),
         on_pause: OnPause::Stop,
         refusal_message: "I can't help with that.".into(),
+        ignore_eos: false,
     }
 }
 

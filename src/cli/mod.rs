@@ -1,5 +1,6 @@
 //! Subcommand definitions and dispatch; each subcommand lives in its own file.
 
+mod bench;
 mod common;
 mod extract;
 mod merge;
@@ -34,6 +35,8 @@ pub enum Command {
     Extract(extract::Args),
     /// Merge activation stores (e.g. the shards of `extract --shard K/N`) into one.
     Merge(merge::Args),
+    /// Measure throughput against Python baselines run in the same process tree.
+    Bench(bench::Args),
 }
 
 /// Runs one subcommand.
@@ -41,6 +44,7 @@ pub fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
     match command {
         Command::Extract(a) => extract::run(a, quiet),
         Command::Merge(a) => merge::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::PrepareData(a) => prepare::run(a),
         Command::Render(a) => render::run(a),
     }

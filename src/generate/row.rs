@@ -27,6 +27,7 @@ pub(super) struct RowState<'t, 's> {
     stop: Option<StopReason>,
     ttft_ms: Option<f64>,
     first_release_ms: Option<f64>,
+    ignore_eos: bool,
 }
 
 impl<'t, 's> RowState<'t, 's> {
@@ -61,6 +62,7 @@ impl<'t, 's> RowState<'t, 's> {
             stop: None,
             ttft_ms: None,
             first_release_ms: None,
+            ignore_eos: opts.ignore_eos,
         })
     }
 
@@ -71,6 +73,13 @@ impl<'t, 's> RowState<'t, 's> {
     /// Samples from `logits`; returns the token unless it ends generation.
     fn sample(&mut self, logits: &[f32], eos: &[u32], start: Instant) -> Result<Option<u32>> {
         let mut l = logits.to_vec();
+        if self.ignore_eos {
+            for &e in eos {
+                if let Some(x) = l.get_mut(e as usize) {
+                    *x = f32::NEG_INFINITY;
+                }
+            }
+        }
         let t = self.sampler.sample(&mut l, &self.history)?;
         self.ttft_ms.get_or_insert_with(|| ms(start));
         Ok((!eos.contains(&t)).then_some(t))

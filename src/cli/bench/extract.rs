@@ -1,0 +1,140 @@
+//! `bench extract`: our batched extraction vs (a) the seed's loop and (b) batched transformers,
+//! on the same sampled exchanges and the same token ids.
+
+use super::python::{default_python, hf_dir, run_json};
+use super::{print_table, Row};
+use crate::cli::common::{ModelArgs, RuntimeArgs};
+use open_constitution::data::{prompt_hash, read_examples, ReadOptions};
+use open_constitution::extract::{extract_into, prepare_rows, BatchSettings, ExchangeRow};
+use open_constitution::model::Model;
+use open_constitution::select::balanced_sample;
+use open_constitution::store::{Pooling, StoreMeta, StoreWriter, STORE_FORMAT, STORE_VERSION};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `bench extract`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Labelled JSONL to sample exchanges from.
+    #[arg(long, default_value = "data/training_data.jsonl")]
+    pub data: PathBuf,
+    /// Exchanges our extraction runs on (label-balanced, seeded sample).
+    #[arg(long, default_value_t = 256)]
+    pub n: usize,
+    /// Exchanges the Python baselines run on (the first of the same sample; they are slow).
+    #[arg(long, default_value_t = 64)]
+    pub baseline_n: usize,
+    /// Hidden states to extract (as `extract --layers`).
+    #[arg(long, default_value = "-4", allow_hyphen_values = true)]
+    pub layers: String,
+    /// Padded tokens per batch, for ours and baseline (b).
+    #[arg(long, default_value_t = 4096)]
+    pub batch_tokens: usize,
+    /// Truncation, as `extract --max-tokens`.
+    #[arg(long, default_value_t = 1024)]
+    pub max_tokens: usize,
+    /// Python with torch + transformers (default: the export environment's).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Hugging Face folder of the model (default: the export's source folder).
+    #[arg(long)]
+    pub hf_dir: Option<PathBuf>,
+    /// Only measure ours.
+    #[arg(long)]
+    pub skip_baseline: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let mut model = Model::load(&a.model.model, !a.model.no_chat_template, &a.runtime.options())?;
+    let layers = model.files.manifest.parse_layers(&a.layers)?;
+    let (examples, _) = read_examples(&a.data, &ReadOptions::default())?;
+    let ids: Vec<&str> = examples.iter().map(|e| e.id.as_str()).collect();
+    let labels: Vec<u8> = examples.iter().map(|e| e.label).collect();
+    let rows: Vec<ExchangeRow> = balanced_sample(&ids, &labels, a.n, 0)
+        .into_iter()
+        .map(|i| {
+            let e = &examples[i];
+            ExchangeRow {
+                id: e.id.clone(),
+                prompt: e.prompt.clone(),
+                response: e.response.clone(),
+                label: e.label,
+                split: None,
+                topic: None,
+                source: None,
+                prompt_hash: format!("{:016x}", prompt_hash(&e.prompt)),
+            }
+        })
+        .collect();
+    let t = Instant::now();
+    let prepared = prepare_rows(&model.files, &rows, Some(a.max_tokens))?;
+    let tokenize_s = t.elapsed().as_secs_f64();
+    let tokens: usize = prepared.iter().map(|r| r.ids.len()).sum();
+    let tmp = tempfile_dir()?;
+    let meta = StoreMeta {
+        format: STORE_FORMAT.into(),
+        version: STORE_VERSION,
+        model_hash: model.files.manifest.model_hash.clone(),
+        manifest_sha256: model.files.manifest_sha256.clone(),
+        model: model.files.id.clone(),
+        num_layers: model.files.manifest.num_layers,
+        layers: layers.clone(),
+        hidden_size: model.files.manifest.hidden_size,
+        pooling: Pooling::Last,
+        dtype: "float32".into(),
+        chat_template: model.files.format.uses_chat_template(),
+        shard: None,
+        rows_per_shard: 512,
+        args: serde_json::json!({"bench": true}),
+        planned_rows: prepared.len(),
+        complete: false,
+        row_count: 0,
+        truncated: 0,
+    };
+    let mut writer = StoreWriter::create_or_resume(&tmp, meta)?;
+    let settings = BatchSettings { layers: layers.clone(), pooling: Pooling::Last, batch_tokens: a.batch_tokens, max_batch: 64 };
+    let pad = model.files.pad_id();
+    let t = Instant::now();
+    extract_into(&mut model.decoder, pad, &prepared, &settings, &mut writer, &mut |_, _| {})?;
+    writer.finish(0)?;
+    let ours_s = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&tmp);
+    eprintln!("tokenization of {} exchanges: {tokenize_s:.2} s (not in the timings below)", prepared.len());
+    let mut table = vec![Row { method: "ours (ONNX Runtime, batched)".into(), items: prepared.len(), tokens, seconds: ours_s }];
+    if !a.skip_baseline {
+        let n = a.baseline_n.min(prepared.len());
+        let input = std::env::temp_dir().join(format!("oc-bench-{}.json", std::process::id()));
+        let ids: Vec<&Vec<u32>> = prepared[..n].iter().map(|r| &r.ids).collect();
+        std::fs::write(&input, serde_json::to_vec(&serde_json::json!({"ids": ids, "layers": layers}))?)?;
+        let hf = a.hf_dir.clone().unwrap_or_else(|| hf_dir(&model.files.dir, &model.files.manifest.source));
+        let res = run_json(
+            &a.python.clone().unwrap_or_else(default_python),
+            "benches/extract_baseline.py",
+            &["--hf-dir".into(), hf.display().to_string(), "--input".into(), input.display().to_string(),
+              "--batch-tokens".into(), a.batch_tokens.to_string()],
+        )?;
+        let _ = std::fs::remove_file(&input);
+        for (key, name) in [("a", "(a) seed: one example per forward"), ("b", "(b) transformers batched")] {
+            let r = &res[key];
+            table.push(Row {
+                method: name.into(),
+                items: r["examples"].as_u64().unwrap_or(0) as usize,
+                tokens: r["tokens"].as_u64().unwrap_or(0) as usize,
+                seconds: r["seconds"].as_f64().unwrap_or(f64::NAN),
+            });
+        }
+    }
+    let base: Vec<(&str, usize)> = if table.len() == 3 { vec![("(a)", 1), ("(b)", 2)] } else { vec![] };
+    print_table("examples", &table, &base);
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("oc-bench-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    Ok(d)
+}

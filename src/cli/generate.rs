@@ -1,0 +1,244 @@
+//! `generate`: guarded generation. Text streams to the terminal only after the probe has judged
+//! it; `--json` prints the machine-readable result; `--prompts-file` runs many prompts in
+//! left-padded batches and writes one JSON result per line.
+
+use super::common::{ModelArgs, RuntimeArgs};
+use anyhow::Context;
+use open_constitution::generate::{
+    generate_batch, GenerateOptions, GenerationResult, GuardSetup, OnPause, Sink,
+};
+use open_constitution::guard::{GuardConfig, Smoothing};
+use open_constitution::model::Model;
+use open_constitution::probe::Probe;
+use open_constitution::sampling::SamplingConfig;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Default probe directory (made by `just train`).
+pub const DEFAULT_PROBE: &str = "runs/probe";
+
+/// Arguments of `generate`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// The user's prompt (formatted with the model's chat template and its generation prompt).
+    #[arg(long, required_unless_present = "prompts_file")]
+    pub prompt: Option<String>,
+    /// Many prompts: a `.jsonl` file of `{"prompt": ...}` objects (an `id` is copied through) or
+    /// a text file with one prompt per line. Writes one JSON result per line.
+    #[arg(long, conflicts_with = "prompt")]
+    pub prompts_file: Option<PathBuf>,
+    /// Where --prompts-file results go (default: stdout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Prompts decoded together from --prompts-file (left-padded batch). Larger batches raise
+    /// throughput until the CPU/GPU saturates; each row still stops on its own.
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Trained probe directory (from `train`); its model hash must match the model's.
+    #[arg(long, default_value = DEFAULT_PROBE)]
+    pub probe: PathBuf,
+    /// Generate without the guard (no probe is loaded).
+    #[arg(long)]
+    pub no_guard: bool,
+    /// Print the result as JSON instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+    /// Most new tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 = greedy (default).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Keep only the k most likely tokens when sampling.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Keep the smallest set of tokens whose probability reaches p when sampling.
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Penalize tokens already present (1.0 = off; HF semantics).
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// Sampling seed: the same seed gives the same text.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// What a pause does: `stop` returns the paused state and the judged partial response;
+    /// `refuse` answers with --refusal-message instead.
+    #[arg(long, value_enum, default_value_t = OnPause::Stop)]
+    pub on_pause: OnPause,
+    /// The answer given when --on-pause refuse fires.
+    #[arg(long, default_value = "I can't help with that.")]
+    pub refusal_message: String,
+    /// Override the probe's flag threshold (smoothed risk in [0, 1]).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Override the probe's pause threshold (smoothed risk in [0, 1]).
+    #[arg(long)]
+    pub pause_threshold: Option<f32>,
+    /// Override how often to probe (every N generated tokens; 1 = every token).
+    #[arg(long)]
+    pub probe_every_n_tokens: Option<usize>,
+    /// Override the moving-average window (probe steps) used to smooth the risk.
+    #[arg(long)]
+    pub smoothing_window: Option<usize>,
+    /// Smooth with an exponential moving average of this weight in (0, 1] instead of the
+    /// moving average: higher reacts faster.
+    #[arg(long)]
+    pub ema_alpha: Option<f32>,
+}
+
+fn guard_config(a: &Args, probe: &Probe) -> GuardConfig {
+    let c = probe.config();
+    GuardConfig {
+        threshold: a.threshold.unwrap_or(c.threshold),
+        pause_threshold: a.pause_threshold.unwrap_or(c.pause_threshold),
+        probe_every_n_tokens: a.probe_every_n_tokens.unwrap_or(c.probe_every_n_tokens),
+        smoothing: match a.ema_alpha {
+            Some(alpha) => Smoothing::Ema { alpha },
+            None => Smoothing::MovingAverage {
+                window: a.smoothing_window.unwrap_or(c.smoothing_window),
+            },
+        },
+    }
+}
+
+/// Loads the probe and checks it was trained for this model and prompt format.
+pub fn load_probe(dir: &Path, model: &Model) -> anyhow::Result<Probe> {
+    let probe = Probe::load(dir)?;
+    probe.check_model(&model.files.manifest, &model.files.manifest_sha256)?;
+    let chat = model.files.format.uses_chat_template();
+    anyhow::ensure!(
+        probe.config().use_chat_template == chat,
+        "probe {} was trained {} the chat template, but this run formats prompts {} it; {}",
+        dir.display(),
+        if probe.config().use_chat_template { "with" } else { "without" },
+        if chat { "with" } else { "without" },
+        if chat { "pass --no-chat-template" } else { "drop --no-chat-template" }
+    );
+    Ok(probe)
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let mut model = Model::load(&a.model.model, !a.model.no_chat_template, &a.runtime.options())?;
+    let probe = if a.no_guard { None } else { Some(load_probe(&a.probe, &model)?) };
+    let setup = probe.as_ref().map(|p| GuardSetup { scorer: p, config: guard_config(&a, p) });
+    if let Some(s) = &setup {
+        s.config.validate()?;
+    }
+    let opts = GenerateOptions {
+        max_new_tokens: a.max_new_tokens,
+        sampling: SamplingConfig {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            repetition_penalty: a.repetition_penalty,
+            seed: a.seed,
+        },
+        on_pause: a.on_pause,
+        refusal_message: a.refusal_message.clone(),
+        ignore_eos: false,
+    };
+    opts.sampling.validate()?;
+    match &a.prompts_file {
+        Some(file) => run_file(&mut model, file, a.out.as_deref(), a.batch_size, setup.as_ref(), &opts),
+        None => run_one(&mut model, a.prompt.as_deref().unwrap_or_default(), a.json, setup.as_ref(), &opts),
+    }
+}
+
+fn run_one(
+    model: &mut Model,
+    prompt: &str,
+    json: bool,
+    setup: Option<&GuardSetup<'_>>,
+    opts: &GenerateOptions,
+) -> anyhow::Result<()> {
+    let sink: Sink<'_> = if json {
+        Box::new(|_: &str| {})
+    } else {
+        Box::new(|t: &str| {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(t.as_bytes()).and_then(|()| out.flush());
+        })
+    };
+    let r = generate_batch(model, &[prompt.to_string()], setup, opts, vec![sink])?.remove(0);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    if r.status == open_constitution::generate::Status::Refused {
+        println!("\n{}", r.response);
+    }
+    println!();
+    eprintln!("{}", status_line(&r));
+    Ok(())
+}
+
+/// One human-readable line about a result (stderr, after the text).
+fn status_line(r: &GenerationResult) -> String {
+    let max = r.probe_steps.iter().map(|s| s.smoothed).fold(0f32, f32::max);
+    format!(
+        "[{:?} | {} tokens, stop: {:?} | max smoothed risk {:.3} over {} probe steps | first token {:.0} ms, {:.1} tokens/s]",
+        r.status,
+        r.tokens_generated,
+        r.stop_reason,
+        max,
+        r.probe_steps.len(),
+        r.timings.time_to_first_token_ms,
+        r.timings.decode_tokens_per_s
+    )
+}
+
+/// Reads prompts: JSONL objects with `prompt` (and optional `id`), or one prompt per line.
+fn read_prompts(file: &Path) -> anyhow::Result<Vec<(Option<serde_json::Value>, String)>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let jsonl = file.extension().is_some_and(|e| e == "jsonl");
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        if jsonl {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not a JSON object", file.display(), i + 1))?;
+            let p = v.get("prompt").and_then(|p| p.as_str()).with_context(|| {
+                format!("{}:{}: field `prompt`: missing or not a string", file.display(), i + 1)
+            })?;
+            out.push((v.get("id").cloned(), p.to_string()));
+        } else {
+            out.push((None, line.to_string()));
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "{} holds no prompts", file.display());
+    Ok(out)
+}
+
+fn run_file(
+    model: &mut Model,
+    file: &Path,
+    out: Option<&Path>,
+    batch: usize,
+    setup: Option<&GuardSetup<'_>>,
+    opts: &GenerateOptions,
+) -> anyhow::Result<()> {
+    let prompts = read_prompts(file)?;
+    let mut w: Box<dyn Write> = match out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    for chunk in prompts.chunks(batch.max(1)) {
+        let texts: Vec<String> = chunk.iter().map(|(_, p)| p.clone()).collect();
+        let sinks: Vec<Sink<'_>> = texts.iter().map(|_| Box::new(|_: &str| {}) as Sink<'_>).collect();
+        for ((id, _), r) in chunk.iter().zip(generate_batch(model, &texts, setup, opts, sinks)?) {
+            let mut v = serde_json::to_value(&r)?;
+            if let Some(id) = id {
+                v["id"] = id.clone();
+            }
+            writeln!(w, "{}", serde_json::to_string(&v)?)?;
+            eprintln!("{}", status_line(&r));
+        }
+        w.flush()?;
+    }
+    Ok(())
+}
