@@ -97,3 +97,16 @@ def test_llama_is_supported(tmp_path):
     assert all(v["abs"] < 1e-4 for v in result.values()), result
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["sliding_window"] is None
     assert errors([1.0], [1.0])["abs"] == 0.0
+
+
+def test_external_data_layout(tmp_path, monkeypatch):
+    """Graphs over 2 GB are stored as model.onnx + model.onnx_data; forced here on a tiny model."""
+    monkeypatch.setenv("FORCE_ONNX_EXTERNAL_DATA", "1")  # optimum's switch for the >2 GB code path
+    manifest = export(MODELS / "tiny-qwen3" / "source", tmp_path, goldens=False)
+    graph = manifest["graph"]
+    assert graph["external_data"] == "model.onnx_data" and (tmp_path / "model.onnx_data").is_file()
+    assert graph["size_bytes"] == (tmp_path / "model.onnx").stat().st_size + (tmp_path / "model.onnx_data").stat().st_size
+    ours, committed = OrtDecoder(tmp_path), OrtDecoder(MODELS / "tiny-qwen3")
+    ids = np.arange(12).reshape(1, -1) * 11
+    a, b = ours.forward(ids), committed.forward(ids)
+    assert all(np.allclose(a[k], b[k], atol=1e-6) for k in b)
