@@ -31,9 +31,7 @@ def quiet_libraries(verbose: bool) -> None:
         return
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("optimum", "optimum.exporters", "optimum.exporters.onnx"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # (optimum's loggers: see exporter.py)
 
 
 def parser() -> argparse.ArgumentParser:

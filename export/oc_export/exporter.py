@@ -113,6 +113,8 @@ def export(model_dir, out_dir, layers: str = "all", dtype: str = "fp32", goldens
     if dtype not in DTYPES:
         raise ExportError(f"unsupported --dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
     hidden_layers = resolve_layers(layers, raw_num_layers(raw))
+    if out_dir.resolve() == model_dir.resolve():
+        raise ExportError(f"output folder {out_dir} is the model folder: choose another one (e.g. its parent)")
     prepare_out_dir(out_dir)
     limit_threads()
     config = load_config(model_dir)

@@ -142,10 +142,12 @@ def run(out=None, install: bool = True) -> dict:
     gguf = Path(module.assemble(gguf_dir / module.MODEL_NAME))
     report = {"gguf": str(gguf), "gguf_bytes": gguf.stat().st_size, "install_seconds": time.monotonic() - started}
     started = time.monotonic()
-    if not (source / "model.safetensors").is_file():
+    if (source / "model.safetensors").is_file():
+        report["convert_seconds"] = None  # an earlier run's conversion is reused; delete source/ to redo it
+    else:
         convert(gguf, source)
-    report["convert_seconds"] = time.monotonic() - started
-    report["convert_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        report["convert_seconds"] = time.monotonic() - started
+        report["convert_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["export"] = export_child(source, out)
     manifest = json.loads((out / "manifest.json").read_text())
     report["graph_bytes"] = manifest["graph"]["size_bytes"]

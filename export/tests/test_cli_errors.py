@@ -73,3 +73,7 @@ def test_output_is_a_file(tmp_path, capsys):
 
 def test_bad_dtype(tmp_path, capsys):
     assert_one_line_error(*in_process(capsys, SOURCE, tmp_path / "out", "--dtype", "int4"), "unsupported --dtype")
+
+
+def test_output_is_the_source(capsys):
+    assert_one_line_error(*in_process(capsys, SOURCE, SOURCE), "is the model folder")
