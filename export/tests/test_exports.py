@@ -110,3 +110,30 @@ def test_external_data_layout(tmp_path, monkeypatch):
     ids = np.arange(12).reshape(1, -1) * 11
     a, b = ours.forward(ids), committed.forward(ids)
     assert all(np.allclose(a[k], b[k], atol=1e-6) for k in b)
+
+
+def test_gemma3_conditional_generation_folder(tmp_path):
+    """A multimodal Gemma 3 folder (as gemma-3-4b and larger ship) is exported as its text decoder."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    text = dict(vocab_size=640, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16, sliding_window=16,
+                layer_types=["sliding_attention", "sliding_attention", "full_attention", "full_attention"],
+                max_position_embeddings=512, initializer_range=0.1)
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                  patch_size=8)
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, image_token_id=9,
+                          boi_token_index=7, eoi_token_index=8)
+    torch.manual_seed(0)
+    model = Gemma3ForConditionalGeneration(config).eval()
+    source = tmp_path / "source"
+    model.save_pretrained(source)
+    for file in ("tokenizer.json", "tokenizer_config.json"):
+        (source / file).write_bytes((MODELS / "tiny-gemma3" / "source" / file).read_bytes())
+    manifest = export(source, tmp_path / "out", goldens=False)
+    assert manifest["architecture"] == {"model_type": "gemma3_text", "source_model_type": "gemma3",
+                                        "source_class": "Gemma3ForConditionalGeneration"}
+    model.set_attn_implementation("eager")
+    ids = np.random.default_rng(0).integers(10, 640, size=40)  # text ids (Gemma 3 embeds in-vocab image ids as is)
+    result = against_torch(OrtDecoder(tmp_path / "out"), model, ids, split=24)
+    assert all(v["abs"] < 1e-4 for v in result.values()), result
