@@ -18,7 +18,11 @@ EXIT_USAGE = 2
 
 
 def quiet_libraries(verbose: bool) -> None:
-    """The TorchScript tracer, transformers and optimum are chatty; show their output only with --verbose."""
+    """The TorchScript tracer, transformers and optimum are chatty; show their output only with --verbose.
+
+    Only environment variables and the logging module are touched: importing transformers here would cost
+    seconds before a bad argument could even be reported.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the Hub is never needed: sources are local folders
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
@@ -26,12 +30,8 @@ def quiet_libraries(verbose: bool) -> None:
     if verbose:
         return
     warnings.filterwarnings("ignore")
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    for name in ("optimum", "optimum.exporters", "optimum.exporters.onnx"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # (optimum's loggers: see exporter.py)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,15 +56,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))  # other jobs share this machine's cores
     if args.command == "export":
         from .exporter import export
 
         manifest = export(args.model_dir, args.out_dir, layers=args.layers, dtype=args.dtype,
                           goldens=not args.no_goldens, hub_id=args.hub_id)
         stats = manifest["_stats"]
+        if os.environ.get("OC_EXPORT_STATS"):  # machine-readable timings for `oc_export gemma3-270m`
+            import json
+
+            with open(os.environ["OC_EXPORT_STATS"], "w", encoding="utf-8") as handle:
+                json.dump(stats, handle)
         print(f"exported {args.model_dir} -> {args.out_dir} ({manifest['graph']['size_bytes'] / 1e6:.1f} MB graph, "
               f"{stats['export_seconds']:.1f} s)", file=sys.stderr)
     elif args.command == "tiny-models":

@@ -90,6 +90,15 @@ def check_model_dir(model_dir: Path) -> dict:
     return raw
 
 
+def raw_num_layers(raw: dict) -> int:
+    """Decoder layer count straight from config.json, so `--layers` is checked before transformers is imported."""
+    text = raw.get("text_config") or raw
+    count = text.get("num_hidden_layers", raw.get("num_hidden_layers"))
+    if not isinstance(count, int):
+        raise ExportError("config.json has no num_hidden_layers for its text decoder")
+    return count
+
+
 def weight_files(model_dir: Path) -> list[Path]:
     files = sorted(p for p in model_dir.iterdir() if p.is_file() and p.name.endswith(".safetensors"))
     if not files:  # legacy PyTorch checkpoints only when there is no safetensors copy

@@ -106,8 +106,9 @@ class DecoderPatcher(ModelPatcher):
                 return_dict=True,
             )
             # logits_to_keep=1: only the last position's logits leave the graph (a 262k vocabulary is ~1 MB per
-            # token in fp32); extraction and decoding need no more.
-            logits = lm_head(out.last_hidden_state[:, -1:, :])
+            # token in fp32); extraction and decoding need no more. `select` + `unsqueeze` (not `[:, -1:]`) gives
+            # the graph a static length 1, so optimum need not reload and rewrite the whole model to fix the axis.
+            logits = lm_head(out.last_hidden_state[:, -1, :].unsqueeze(1))
             if softcap is not None:
                 logits = torch.tanh(logits / softcap) * softcap
             result = {"logits": logits}

@@ -92,7 +92,8 @@ def save_tokenizer(tok, folder: Path, template: str, standalone_template: bool, 
     config_path = folder / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config.update(extra_config)
-    config.pop("model_max_length", None)  # a meaningless 1e30 sentinel
+    for key in ("model_max_length", "is_local", "local_files_only"):  # a 1e30 sentinel and loading artefacts
+        config.pop(key, None)
     if not standalone_template:  # Gemma 3 / Qwen3 ship the template inside tokenizer_config.json
         (folder / "chat_template.jinja").unlink(missing_ok=True)
         config["chat_template"] = template
