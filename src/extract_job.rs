@@ -46,7 +46,12 @@ pub struct ExtractSummary {
 pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary> {
     let manifest = model.files.manifest.clone();
     let layers = manifest.parse_layers(&job.layers)?;
-    let (examples, read) = read_examples(&job.data, &ReadOptions { skip_invalid: job.skip_invalid })?;
+    let (examples, read) = read_examples(
+        &job.data,
+        &ReadOptions {
+            skip_invalid: job.skip_invalid,
+        },
+    )?;
     let data_sha256 = crate::fsutil::sha256_file(&job.data)?;
     let ids: Vec<&str> = examples.iter().map(|e| e.id.as_str()).collect();
     let labels: Vec<u8> = examples.iter().map(|e| e.label).collect();
@@ -57,7 +62,10 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
     let rows: Vec<ExchangeRow> = chosen
         .into_iter()
         .map(|i| &examples[i])
-        .filter(|e| job.shard.is_none_or(|s| shard_of(&e.id, s.count) == s.index))
+        .filter(|e| {
+            job.shard
+                .is_none_or(|s| shard_of(&e.id, s.count) == s.index)
+        })
         .map(|e| ExchangeRow {
             id: e.id.clone(),
             prompt: e.prompt.clone(),
@@ -81,7 +89,10 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
         pooling: job.pooling,
         dtype: "float32".into(),
         chat_template: model.files.format.uses_chat_template(),
-        shard: job.shard.map(|s| ShardSpec { index: s.index, count: s.count }),
+        shard: job.shard.map(|s| ShardSpec {
+            index: s.index,
+            count: s.count,
+        }),
         rows_per_shard: job.rows_per_shard,
         args: serde_json::json!({
             "data_sha256": data_sha256,
@@ -112,13 +123,20 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
     let mut first_tokens = None;
     let mut last = (0, 0);
     let pad = model.files.pad_id();
-    extract_into(&mut model.decoder, pad, &prepared, &settings, &mut writer, &mut |rows, tokens| {
-        let base = *first_tokens.get_or_insert(tokens);
-        bar.set_position(rows as u64);
-        let secs = start.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!("{:.0} tok/s", (tokens - base) as f64 / secs));
-        last = (rows, tokens - base);
-    })?;
+    extract_into(
+        &mut model.decoder,
+        pad,
+        &prepared,
+        &settings,
+        &mut writer,
+        &mut |rows, tokens| {
+            let base = *first_tokens.get_or_insert(tokens);
+            bar.set_position(rows as u64);
+            let secs = start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{:.0} tok/s", (tokens - base) as f64 / secs));
+            last = (rows, tokens - base);
+        },
+    )?;
     bar.finish_and_clear();
     let meta = writer.finish(truncated)?;
     Ok(ExtractSummary {

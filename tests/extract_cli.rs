@@ -26,12 +26,21 @@ fn extract(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> Command {
 }
 
 fn ok(o: Output) -> String {
-    assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
 fn fail(o: Output) -> String {
-    assert_eq!(o.status.code(), Some(2), "stdout: {}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stdout: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     String::from_utf8(o.stderr).unwrap()
 }
 
@@ -40,23 +49,41 @@ fn resume_after_kill_loses_and_duplicates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let model = model_dir("tiny-gemma3");
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join(DATA);
-    let args = ["--rows-per-shard", "16", "--max-batch", "4", "--layers", "-1,-3"];
+    let args = [
+        "--rows-per-shard",
+        "16",
+        "--max-batch",
+        "4",
+        "--layers",
+        "-1,-3",
+    ];
     let whole = tmp.path().join("whole");
     ok(extract(&model, &data, &whole, &args).output().unwrap());
 
     let killed = tmp.path().join("killed");
     let mut child = extract(&model, &data, &killed, &args).spawn().unwrap();
     let start = Instant::now();
-    while !killed.join("shard-00002.safetensors").exists() && start.elapsed() < Duration::from_secs(60) {
+    while !killed.join("shard-00002.safetensors").exists()
+        && start.elapsed() < Duration::from_secs(60)
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(ActivationStore::open(&killed).is_err(), "an interrupted store is not readable");
+    assert!(
+        ActivationStore::open(&killed).is_err(),
+        "an interrupted store is not readable"
+    );
     let out = ok(extract(&model, &data, &killed, &args).output().unwrap());
-    assert!(!out.contains("extracted 0 rows"), "the rerun had work left: {out}");
+    assert!(
+        !out.contains("extracted 0 rows"),
+        "the rerun had work left: {out}"
+    );
 
-    let (a, b) = (ActivationStore::open(&whole).unwrap(), ActivationStore::open(&killed).unwrap());
+    let (a, b) = (
+        ActivationStore::open(&whole).unwrap(),
+        ActivationStore::open(&killed).unwrap(),
+    );
     let ids = |s: &ActivationStore| s.rows().iter().map(|r| r.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&a), ids(&b), "same rows in the same order");
     let mut unique = ids(&b);
@@ -64,15 +91,25 @@ fn resume_after_kill_loses_and_duplicates_nothing() {
     unique.dedup();
     assert_eq!(unique.len(), 300, "every example exactly once");
     for layer in a.meta().layers.clone() {
-        let (ma, mb) = (a.layer_matrix(layer).unwrap(), b.layer_matrix(layer).unwrap());
+        let (ma, mb) = (
+            a.layer_matrix(layer).unwrap(),
+            b.layer_matrix(layer).unwrap(),
+        );
         let d = max_scaled_diff(mb.as_slice().unwrap(), ma.as_slice().unwrap());
         assert!(d < 1e-4, "layer {layer}: resumed activations differ by {d}");
     }
     // A rerun of a complete store does nothing; other arguments are refused.
     let out = ok(extract(&model, &data, &whole, &args).output().unwrap());
     assert!(out.contains("extracted 0 rows"), "{out}");
-    let err = fail(extract(&model, &data, &whole, &["--layers", "-2"]).output().unwrap());
-    assert!(err.contains("made with other arguments") && err.contains("layers"), "{err}");
+    let err = fail(
+        extract(&model, &data, &whole, &["--layers", "-2"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("made with other arguments") && err.contains("layers"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -80,17 +117,36 @@ fn bad_data_is_reported_with_file_line_and_field() {
     let tmp = tempfile::tempdir().unwrap();
     let model = model_dir("tiny-qwen3");
     let cases: [(&[u8], &str); 5] = [
-        (b"{\"prompt\": \"a\", \"response\": \"b\", \"label\": 0}\n{not json\n", ":2:"),
+        (
+            b"{\"prompt\": \"a\", \"response\": \"b\", \"label\": 0}\n{not json\n",
+            ":2:",
+        ),
         (b"{\"prompt\": \"a\", \"label\": 0}\n", "field `response`"),
-        (b"{\"prompt\": \"a\", \"response\": \"b\", \"label\": 3}\n", "field `label`"),
-        (b"{\"prompt\": \"a\", \"response\": \"  \", \"label\": 1}\n", "field `response`"),
-        (b"{\"prompt\": \"a\xff\", \"response\": \"b\", \"label\": 1}\n", ":1:"),
+        (
+            b"{\"prompt\": \"a\", \"response\": \"b\", \"label\": 3}\n",
+            "field `label`",
+        ),
+        (
+            b"{\"prompt\": \"a\", \"response\": \"  \", \"label\": 1}\n",
+            "field `response`",
+        ),
+        (
+            b"{\"prompt\": \"a\xff\", \"response\": \"b\", \"label\": 1}\n",
+            ":1:",
+        ),
     ];
     for (i, (bytes, want)) in cases.iter().enumerate() {
         let data = tmp.path().join(format!("bad{i}.jsonl"));
         std::fs::write(&data, bytes).unwrap();
-        let err = fail(extract(&model, &data, &tmp.path().join("s"), &[]).output().unwrap());
-        assert!(err.contains(&format!("bad{i}.jsonl")) && err.contains(want), "case {i}: {err}");
+        let err = fail(
+            extract(&model, &data, &tmp.path().join("s"), &[])
+                .output()
+                .unwrap(),
+        );
+        assert!(
+            err.contains(&format!("bad{i}.jsonl")) && err.contains(want),
+            "case {i}: {err}"
+        );
     }
 }
 
@@ -100,11 +156,19 @@ fn missing_runtime_and_broken_graphs_are_clear_errors() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join(DATA);
     let model = model_dir("tiny-qwen3");
     let err = fail(
-        extract(&model, &data, &tmp.path().join("s"), &["--ort-lib", "/nonexistent/libonnxruntime.so"])
-            .output()
-            .unwrap(),
+        extract(
+            &model,
+            &data,
+            &tmp.path().join("s"),
+            &["--ort-lib", "/nonexistent/libonnxruntime.so"],
+        )
+        .output()
+        .unwrap(),
     );
-    assert!(err.contains("ONNX Runtime library not found") && err.contains("just setup"), "{err}");
+    assert!(
+        err.contains("ONNX Runtime library not found") && err.contains("just setup"),
+        "{err}"
+    );
 
     // A manifest naming a hidden-state output the graph does not have.
     let broken = tmp.path().join("broken");
@@ -116,11 +180,32 @@ fn missing_runtime_and_broken_graphs_are_clear_errors() {
         }
     }
     let m = std::fs::read_to_string(broken.join("manifest.json")).unwrap();
-    std::fs::write(broken.join("manifest.json"), m.replace("\"hidden_states.1\"", "\"hidden_states.99\"")).unwrap();
-    let err = fail(extract(&broken, &data, &tmp.path().join("s2"), &[]).output().unwrap());
-    assert!(err.contains("missing outputs") && err.contains("hidden_states.99"), "{err}");
-    assert!(err.contains("hidden_states.2"), "lists what the graph has: {err}");
+    std::fs::write(
+        broken.join("manifest.json"),
+        m.replace("\"hidden_states.1\"", "\"hidden_states.99\""),
+    )
+    .unwrap();
+    let err = fail(
+        extract(&broken, &data, &tmp.path().join("s2"), &[])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("missing outputs") && err.contains("hidden_states.99"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hidden_states.2"),
+        "lists what the graph has: {err}"
+    );
 
-    let err = fail(extract(&tmp.path().join("nope"), &data, &tmp.path().join("s3"), &[]).output().unwrap());
-    assert!(err.contains("does not exist") && err.contains("just export"), "{err}");
+    let err = fail(
+        extract(&tmp.path().join("nope"), &data, &tmp.path().join("s3"), &[])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("does not exist") && err.contains("just export"),
+        "{err}"
+    );
 }

@@ -108,7 +108,7 @@ fn kv_cached_logits_equal_full_forward_past_the_sliding_window() {
 
 #[test]
 fn greedy_tokens_equal_pytorch_and_batching_changes_nothing() {
-    for name in TINY_MODELS {
+    for name in parity_models() {
         let mut model = load(name, true);
         let (g, _) = goldens(name);
         let gens: Vec<_> = g.generations.iter().filter(|x| x.chat_template).collect();

@@ -10,8 +10,6 @@ use open_constitution::extract::{forward_pooled, PreparedRow};
 use open_constitution::prompt::{PromptFormat, Rendered};
 use open_constitution::store::{Pooling, RowMeta};
 
-const TOL: f32 = 1e-4;
-
 fn render(model: &open_constitution::model::Model, e: &GoldenExchange) -> Rendered {
     let format = if e.chat_template {
         &model.files.format
@@ -40,7 +38,7 @@ fn row(ids: Vec<u32>, response: std::ops::Range<usize>) -> PreparedRow {
 
 #[test]
 fn rendering_and_token_ids_match_transformers() {
-    for name in TINY_MODELS {
+    for name in parity_models() {
         let model = load(name, true);
         let (g, _) = goldens(name);
         for (i, e) in g.exchanges.iter().enumerate() {
@@ -86,7 +84,7 @@ fn rendering_and_token_ids_match_transformers() {
 
 #[test]
 fn hidden_states_and_logits_match_pytorch() {
-    for name in TINY_MODELS {
+    for name in parity_models() {
         let mut model = load(name, true);
         let pad = model.files.pad_id();
         let (g, t) = goldens(name);
@@ -105,9 +103,8 @@ fn hidden_states_and_logits_match_pytorch() {
                     forward_pooled(&mut model.decoder, &[&r], &g.layers, pooling, pad).unwrap();
                 for (m, &layer) in got.iter().zip(&g.layers) {
                     let want = t.f32(&format!("exchange.{i}.{key}.{layer}")).unwrap();
-                    let d = max_scaled_diff(m.as_slice().unwrap(), &want.data);
-                    worst = worst.max(d);
-                    assert!(d < TOL, "{name} exchange {i} {key} layer {layer}: diff {d}");
+                    let what = format!("exchange {i} {key} layer {layer}");
+                    worst = worst.max(assert_close(name, &what, m.as_slice().unwrap(), &want.data));
                 }
             }
             // last logits
@@ -121,8 +118,7 @@ fn hidden_states_and_logits_match_pytorch() {
             let out = model.decoder.run(inputs, past, &want).unwrap();
             let (_, logits) = f32_view(out.logits.as_ref().unwrap()).unwrap();
             let golden = t.f32(&format!("exchange.{i}.logits")).unwrap();
-            let d = max_scaled_diff(&logits, &golden.data);
-            assert!(d < TOL, "{name} exchange {i} logits: diff {d}");
+            assert_close(name, &format!("exchange {i} logits"), &logits, &golden.data);
             batch_rows.push((i, r));
         }
         // The whole set as one right-padded batch of mixed lengths equals one-by-one.
@@ -131,11 +127,8 @@ fn hidden_states_and_logits_match_pytorch() {
         for (m, &layer) in got.iter().zip(&g.layers) {
             for (k, (i, _)) in batch_rows.iter().enumerate() {
                 let want = t.f32(&format!("exchange.{i}.last.{layer}")).unwrap();
-                let d = max_scaled_diff(m.row(k).as_slice().unwrap(), &want.data);
-                assert!(
-                    d < TOL,
-                    "{name} batched exchange {i} layer {layer}: diff {d}"
-                );
+                let what = format!("batched exchange {i} layer {layer}");
+                assert_close(name, &what, m.row(k).as_slice().unwrap(), &want.data);
             }
         }
         eprintln!("{name}: worst scaled diff vs PyTorch {worst:.2e}");

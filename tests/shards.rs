@@ -14,21 +14,38 @@ use std::time::{Duration, Instant};
 
 fn cmd(args: &[&str]) -> Command {
     let mut c = Command::new(bin());
-    c.current_dir(env!("CARGO_MANIFEST_DIR")).arg("-q").args(args);
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("-q")
+        .args(args);
     c
 }
 
 fn extract(model: &str, out: &Path, extra: &[&str]) -> Command {
     let mut c = cmd(&[
-        "extract", "--threads", "1", "--model", model, "--data", "data/examples/examples.jsonl",
-        "--layers", "-1,-2", "--rows-per-shard", "8", "--max-batch", "4",
+        "extract",
+        "--threads",
+        "1",
+        "--model",
+        model,
+        "--data",
+        "data/examples/examples.jsonl",
+        "--layers",
+        "-1,-2",
+        "--rows-per-shard",
+        "8",
+        "--max-batch",
+        "4",
     ]);
     c.arg("--out").arg(out).args(extra);
     c
 }
 
 fn ok(o: Output) -> String {
-    assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -43,9 +60,13 @@ fn shards_combine_to_the_unsharded_run() {
     let shards = tmp.path().join("shards");
     let mut children: Vec<_> = (0..2)
         .map(|k| {
-            extract(model, &shards.join(format!("shard-{k}")), &["--shard", &format!("{k}/2")])
-                .spawn()
-                .unwrap()
+            extract(
+                model,
+                &shards.join(format!("shard-{k}")),
+                &["--shard", &format!("{k}/2")],
+            )
+            .spawn()
+            .unwrap()
         })
         .collect();
     // Kill shard 1 once it has written a store shard, then rerun it: nothing may be lost.
@@ -58,18 +79,31 @@ fn shards_combine_to_the_unsharded_run() {
     for c in &mut children {
         c.wait().unwrap();
     }
-    ok(extract(model, &shards.join("shard-1"), &["--shard", "1/2"]).output().unwrap());
+    ok(extract(model, &shards.join("shard-1"), &["--shard", "1/2"])
+        .output()
+        .unwrap());
 
     let whole = ActivationStore::open(&whole).unwrap();
     let set = ActivationSet::open(&[shards.clone()]).unwrap();
     assert_eq!(set.rows().len(), whole.rows().len(), "row counts");
-    let index: HashMap<&str, usize> = whole.rows().iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = whole
+        .rows()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
     for layer in whole.meta().layers.clone() {
-        let (a, b) = (whole.layer_matrix(layer).unwrap(), set.layer_matrix(layer).unwrap());
+        let (a, b) = (
+            whole.layer_matrix(layer).unwrap(),
+            set.layer_matrix(layer).unwrap(),
+        );
         let mut worst = 0f32;
         for (k, r) in set.rows().iter().enumerate() {
             let i = index[r.id.as_str()];
-            worst = worst.max(max_scaled_diff(b.row(k).as_slice().unwrap(), a.row(i).as_slice().unwrap()));
+            worst = worst.max(max_scaled_diff(
+                b.row(k).as_slice().unwrap(),
+                a.row(i).as_slice().unwrap(),
+            ));
         }
         eprintln!("layer {layer}: max scaled diff sharded vs unsharded {worst:.2e}");
         assert!(worst < 1e-4, "layer {layer}: {worst}");
@@ -77,13 +111,30 @@ fn shards_combine_to_the_unsharded_run() {
 
     // merge writes one store with the same rows; a missing shard is refused.
     let merged = tmp.path().join("merged");
-    let out = ok(cmd(&["merge", "--out", merged.to_str().unwrap(), "--activations", shards.to_str().unwrap()]).output().unwrap());
+    let out = ok(cmd(&[
+        "merge",
+        "--out",
+        merged.to_str().unwrap(),
+        "--activations",
+        shards.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap());
     assert!(out.contains("300 rows"), "{out}");
     assert_eq!(ActivationStore::open(&merged).unwrap().rows().len(), 300);
-    let o = cmd(&["merge", "--out", tmp.path().join("m2").to_str().unwrap(), "--activations", shards.join("shard-0").to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = cmd(&[
+        "merge",
+        "--out",
+        tmp.path().join("m2").to_str().unwrap(),
+        "--activations",
+        shards.join("shard-0").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("shard 1/2 is missing") && err.contains("extract --shard 1/2"), "{err}");
+    assert!(
+        err.contains("shard 1/2 is missing") && err.contains("extract --shard 1/2"),
+        "{err}"
+    );
 }

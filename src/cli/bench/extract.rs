@@ -49,7 +49,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let mut model = Model::load(&a.model.model, !a.model.no_chat_template, &a.runtime.options())?;
+    let mut model = Model::load(
+        &a.model.model,
+        !a.model.no_chat_template,
+        &a.runtime.options(),
+    )?;
     let layers = model.files.manifest.parse_layers(&a.layers)?;
     let (examples, _) = read_examples(&a.data, &ReadOptions::default())?;
     let ids: Vec<&str> = examples.iter().map(|e| e.id.as_str()).collect();
@@ -96,29 +100,64 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         truncated: 0,
     };
     let mut writer = StoreWriter::create_or_resume(&tmp, meta)?;
-    let settings = BatchSettings { layers: layers.clone(), pooling: Pooling::Last, batch_tokens: a.batch_tokens, max_batch: 64 };
+    let settings = BatchSettings {
+        layers: layers.clone(),
+        pooling: Pooling::Last,
+        batch_tokens: a.batch_tokens,
+        max_batch: 64,
+    };
     let pad = model.files.pad_id();
     let t = Instant::now();
-    extract_into(&mut model.decoder, pad, &prepared, &settings, &mut writer, &mut |_, _| {})?;
+    extract_into(
+        &mut model.decoder,
+        pad,
+        &prepared,
+        &settings,
+        &mut writer,
+        &mut |_, _| {},
+    )?;
     writer.finish(0)?;
     let ours_s = t.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&tmp);
-    eprintln!("tokenization of {} exchanges: {tokenize_s:.2} s (not in the timings below)", prepared.len());
-    let mut table = vec![Row { method: "ours (ONNX Runtime, batched)".into(), items: prepared.len(), tokens, seconds: ours_s }];
+    eprintln!(
+        "tokenization of {} exchanges: {tokenize_s:.2} s (not in the timings below)",
+        prepared.len()
+    );
+    let mut table = vec![Row {
+        method: "ours (ONNX Runtime, batched)".into(),
+        items: prepared.len(),
+        tokens,
+        seconds: ours_s,
+    }];
     if !a.skip_baseline {
         let n = a.baseline_n.min(prepared.len());
         let input = std::env::temp_dir().join(format!("oc-bench-{}.json", std::process::id()));
         let ids: Vec<&Vec<u32>> = prepared[..n].iter().map(|r| &r.ids).collect();
-        std::fs::write(&input, serde_json::to_vec(&serde_json::json!({"ids": ids, "layers": layers}))?)?;
-        let hf = a.hf_dir.clone().unwrap_or_else(|| hf_dir(&model.files.dir, &model.files.manifest.source));
+        std::fs::write(
+            &input,
+            serde_json::to_vec(&serde_json::json!({"ids": ids, "layers": layers}))?,
+        )?;
+        let hf = a
+            .hf_dir
+            .clone()
+            .unwrap_or_else(|| hf_dir(&model.files.dir, &model.files.manifest.source));
         let res = run_json(
             &a.python.clone().unwrap_or_else(default_python),
             "benches/extract_baseline.py",
-            &["--hf-dir".into(), hf.display().to_string(), "--input".into(), input.display().to_string(),
-              "--batch-tokens".into(), a.batch_tokens.to_string()],
+            &[
+                "--hf-dir".into(),
+                hf.display().to_string(),
+                "--input".into(),
+                input.display().to_string(),
+                "--batch-tokens".into(),
+                a.batch_tokens.to_string(),
+            ],
         )?;
         let _ = std::fs::remove_file(&input);
-        for (key, name) in [("a", "(a) seed: one example per forward"), ("b", "(b) transformers batched")] {
+        for (key, name) in [
+            ("a", "(a) seed: one example per forward"),
+            ("b", "(b) transformers batched"),
+        ] {
             let r = &res[key];
             table.push(Row {
                 method: name.into(),
@@ -128,7 +167,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             });
         }
     }
-    let base: Vec<(&str, usize)> = if table.len() == 3 { vec![("(a)", 1), ("(b)", 2)] } else { vec![] };
+    let base: Vec<(&str, usize)> = if table.len() == 3 {
+        vec![("(a)", 1), ("(b)", 2)]
+    } else {
+        vec![]
+    };
     print_table("examples", &table, &base);
     Ok(())
 }
