@@ -4,6 +4,7 @@
 pub mod error;
 pub mod fsutil;
 pub mod manifest;
+pub mod probe;
 pub mod store;
 pub mod store_set;
 pub mod tensors;

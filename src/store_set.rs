@@ -170,10 +170,12 @@ fn check_shards(stores: &mut [ActivationStore]) -> Result<()> {
     for (i, dirs) in by_index.iter().enumerate() {
         match dirs.len() {
             1 => {}
-            0 => return Err(Error::Store(format!(
+            0 => {
+                return Err(Error::Store(format!(
                 "shard {i}/{count} is missing: run `extract --shard {i}/{count}` (same arguments) \
                      and pass its store too"
-            ))),
+            )))
+            }
             _ => {
                 let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
                 return Err(Error::Store(format!(

@@ -1,6 +1,9 @@
 //! Subcommand definitions and dispatch; each subcommand lives in its own file.
 
+mod eval;
 mod prepare;
+mod sweep;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -24,12 +27,22 @@ pub struct Cli {
 pub enum Command {
     /// Convert public safety datasets into the training JSONL schema.
     PrepareData(prepare::Args),
+    /// Train a linear probe on one stored layer: regularization chosen on validation,
+    /// thresholds calibrated for target false-positive rates, metrics on test.
+    Train(train::Args),
+    /// Train one probe per stored layer and compare them (table, sweep.json, sweep.svg).
+    Sweep(sweep::Args),
+    /// Score stored activations with a trained probe: metrics, over-blocking, ROC/PR curves.
+    Eval(eval::Args),
 }
 
 /// Runs one subcommand.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::PrepareData(a) => prepare::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Sweep(a) => sweep::run(a),
+        Command::Eval(a) => eval::run(a),
     }
 }
 
