@@ -145,8 +145,11 @@ pub fn summary(t: &TrainedProbe) -> String {
     let c = t.probe.config();
     let tr = &c.training;
     let mut s = format!(
-        "layer {} (hidden state {}), {} rows split by {:?}\n",
-        c.layer, c.layer_index, tr.store.rows, tr.split_source
+        "layer {} (hidden state {}), {} rows split by {}\n",
+        c.layer,
+        c.layer_index,
+        tr.store.rows,
+        tr.split_source.describe()
     );
     let b = &tr.class_balance;
     for (name, cb) in [

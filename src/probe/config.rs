@@ -135,11 +135,18 @@ pub struct CalibrationFile {
     pub test: Reliability,
 }
 
+/// Wall-clock time of one grid fit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitTime {
+    pub alpha: f64,
+    pub fit_seconds: f64,
+}
+
 /// `timing.json`: wall-clock seconds, not reproducible, hence not in `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
-    /// (alpha, fit seconds) per grid point; points were fitted in parallel.
-    pub grid_fit_seconds: Vec<(f64, f64)>,
+    /// Fit time per grid point; points were fitted in parallel.
+    pub grid: Vec<FitTime>,
     /// Reading nothing, from standardization to the written probe.
     pub total_seconds: f64,
     pub threads: usize,

@@ -12,6 +12,7 @@ use super::train::check_finite;
 use crate::error::{Error, Result};
 use crate::store::RowMeta;
 use ndarray::ArrayView2;
+use plotters::prelude::SeriesLabelPosition;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -207,17 +208,24 @@ impl EvalReport {
                 reference: false,
             },
         ];
-        let chart = |title, x_label, y_label| Chart {
+        let chart = |title, x_label, y_label, legend| Chart {
             title,
             x_label,
             y_label,
             x_range: (0.0, 1.0),
             y_range: (0.0, 1.02),
+            integer_x: false,
+            legend,
         };
         let title = format!("ROC, layer {}", self.layer_index);
         write_svg(
             &dir.join("roc.svg"),
-            &chart(&title, "false-positive rate", "true-positive rate"),
+            &chart(
+                &title,
+                "false-positive rate",
+                "true-positive rate",
+                SeriesLabelPosition::LowerRight,
+            ),
             &roc,
         )?;
         let pr = [Series {
@@ -229,7 +237,12 @@ impl EvalReport {
         let title = format!("Precision-recall, layer {}", self.layer_index);
         write_svg(
             &dir.join("pr.svg"),
-            &chart(&title, "recall", "precision"),
+            &chart(
+                &title,
+                "recall",
+                "precision",
+                SeriesLabelPosition::LowerLeft,
+            ),
             &pr,
         )
     }

@@ -23,6 +23,9 @@ pub struct Chart<'a> {
     pub y_label: &'a str,
     pub x_range: (f64, f64),
     pub y_range: (f64, f64),
+    /// Label only whole numbers on the x axis (layers).
+    pub integer_x: bool,
+    pub legend: SeriesLabelPosition,
 }
 
 const COLORS: [RGBColor; 6] = [
@@ -53,11 +56,21 @@ pub fn render(chart: &Chart<'_>, series: &[Series<'_>]) -> Result<String> {
             .y_label_area_size(56)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(plot_err)?;
-        ctx.configure_mesh()
-            .x_desc(chart.x_label)
-            .y_desc(chart.y_label)
-            .draw()
-            .map_err(plot_err)?;
+        let whole = |x: &f64| {
+            if x.fract() == 0.0 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        };
+        let mut mesh = ctx.configure_mesh();
+        mesh.x_desc(chart.x_label).y_desc(chart.y_label);
+        if chart.integer_x {
+            // One tick per whole number (plus the half steps, left blank).
+            let ticks = ((x1 - x0) * 2.0).round() as usize + 1;
+            mesh.x_labels(ticks.min(60)).x_label_formatter(&whole);
+        }
+        mesh.draw().map_err(plot_err)?;
         let mut color = 0;
         for s in series {
             let style = if s.reference {
@@ -80,7 +93,7 @@ pub fn render(chart: &Chart<'_>, series: &[Series<'_>]) -> Result<String> {
             }
         }
         ctx.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(chart.legend.clone())
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
@@ -107,6 +120,8 @@ mod tests {
             y_label: "TPR",
             x_range: (0.0, 1.0),
             y_range: (0.0, 1.0),
+            integer_x: false,
+            legend: SeriesLabelPosition::LowerRight,
         };
         let s = [
             Series {

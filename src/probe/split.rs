@@ -77,6 +77,16 @@ pub enum SplitSource {
     PromptHash,
 }
 
+impl SplitSource {
+    /// How the rows were split, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SplitSource::StoreLabels => "the rows' split labels",
+            SplitSource::PromptHash => "prompt hash (0.8/0.1/0.1)",
+        }
+    }
+}
+
 /// Row indices of each split, in store order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SplitIndices {
@@ -182,10 +192,7 @@ impl SplitIndices {
     }
 
     fn source_text(&self) -> &'static str {
-        match self.source {
-            SplitSource::StoreLabels => "the rows' split labels",
-            SplitSource::PromptHash => "prompt hash",
-        }
+        self.source.describe()
     }
 }
 

@@ -8,6 +8,7 @@ use super::train::{load_layer, store_info, train_layer, LayerInput, TrainOptions
 use crate::error::{Error, Result};
 use crate::store_set::ActivationSet;
 use indicatif::ProgressBar;
+use plotters::prelude::SeriesLabelPosition;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -178,6 +179,8 @@ impl SweepReport {
             y_label: "metric",
             x_range: (lo - 0.5, hi + 0.5),
             y_range: (0.0, 1.02),
+            integer_x: true,
+            legend: SeriesLabelPosition::LowerRight,
         };
         write_svg(&dir.join("sweep.svg"), &chart, &series)
     }

@@ -214,9 +214,12 @@ pub fn train_layer(
     };
     let (probe, calibration) = finish(input, opts, fitted)?;
     let timing = Timing {
-        grid_fit_seconds: candidates
+        grid: candidates
             .iter()
-            .map(|c| (c.point.alpha, c.fit_seconds))
+            .map(|c| FitTime {
+                alpha: c.point.alpha,
+                fit_seconds: c.fit_seconds,
+            })
             .collect(),
         total_seconds: start.elapsed().as_secs_f64(),
         threads: rayon::current_num_threads(),

@@ -21,7 +21,7 @@ pub struct Synth {
     /// Distance between the blob means (in units of the per-feature std).
     pub separation: f64,
     pub seed: u64,
-    /// Stored layers; the last one carries the signal, earlier ones are pure noise.
+    /// Stored layers; the k-th of L carries (k+1)/L of the separation, so the last is best.
     pub layers: Vec<usize>,
     pub model_hash: String,
     /// Give rows split labels cycling train x8, validation, test (else split by prompt hash).
@@ -108,11 +108,11 @@ pub fn generate(s: &Synth) -> (Vec<RowMeta>, Vec<Array2<f32>>) {
             truncated: false,
         });
         for (k, m) in mats.iter_mut().enumerate() {
-            let signal = k + 1 == s.layers.len();
+            let strength = (k + 1) as f64 / s.layers.len() as f64;
             for j in 0..HIDDEN {
                 let sign = if j % 2 == 0 { 1.0 } else { -1.0 };
-                let mean = if signal && label == 1 {
-                    sign * shift
+                let mean = if label == 1 {
+                    sign * shift * strength
                 } else {
                     0.0
                 };
