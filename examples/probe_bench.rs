@@ -1,5 +1,5 @@
 //! Fit time of the probe's logistic regression in f32 and f64 on synthetic data:
-//! `cargo run --release --example probe_bench -- ROWS HIDDEN [ALPHA]`. Reports seconds per fit,
+//! `cargo run --release --example probe_bench -- ROWS HIDDEN [ALPHA] [f32|f64|both]`. Reports seconds per fit,
 //! held-out ROC-AUC and the largest weight difference between the two precisions.
 
 use ndarray::Array2;
@@ -36,6 +36,7 @@ fn main() {
     let n: usize = args.first().map_or(5000, |v| v.parse().unwrap());
     let p: usize = args.get(1).map_or(640, |v| v.parse().unwrap());
     let alpha: f64 = args.get(2).map_or(1.0, |v| v.parse().unwrap());
+    let which = args.get(3).map_or("both", String::as_str);
     let (x, y) = data(n, p, 1);
     let (xt, yt) = data(n / 4, p, 2);
     let rows: Vec<usize> = (0..n).collect();
@@ -43,6 +44,9 @@ fn main() {
     let y32: Vec<u32> = y.iter().map(|&v| v as u32).collect();
     let mut weights = Vec::new();
     for precision in ["f32", "f64"] {
+        if which != "both" && which != precision {
+            continue;
+        }
         let start = Instant::now();
         let model = if precision == "f32" {
             let d = st.design_matrix::<f32>(x.view(), &rows).unwrap();
@@ -61,6 +65,9 @@ fn main() {
             "{precision}: {n} x {p}, alpha {alpha}: fit {secs:.2} s, held-out ROC-AUC {auc:.4}"
         );
         weights.push(model.weight);
+    }
+    if weights.len() < 2 {
+        return;
     }
     let diff = weights[0]
         .iter()

@@ -1,6 +1,6 @@
-//! Writes a synthetic activation store (two Gaussian blobs in 32 dimensions, the signal
+//! Writes a synthetic activation store (two Gaussian blobs, 32 dimensions by default, the signal
 //! growing with the layer) for trying `train`, `sweep` and `eval` without a model:
-//! `cargo run --example synth_store -- DIR [ROWS] [SEED] [SEPARATION]` (separation of the blob
+//! `cargo run --example synth_store -- DIR [ROWS] [SEED] [SEPARATION] [HIDDEN]` (separation of the blob
 //! means in the last layer in feature standard deviations, default 6: nearly separable).
 
 #[path = "../tests/common/mod.rs"]
@@ -9,7 +9,7 @@ mod common;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(dir) = args.first() else {
-        eprintln!("usage: synth_store DIR [ROWS] [SEED] [SEPARATION]");
+        eprintln!("usage: synth_store DIR [ROWS] [SEED] [SEPARATION] [HIDDEN]");
         std::process::exit(2);
     };
     let rows = args
@@ -21,7 +21,11 @@ fn main() {
     let separation = args
         .get(3)
         .map_or(6.0, |s| s.parse().expect("SEPARATION is a number"));
+    let hidden = args
+        .get(4)
+        .map_or(common::HIDDEN, |s| s.parse().expect("HIDDEN is a number"));
     let synth = common::Synth {
+        hidden,
         rows,
         seed,
         separation,

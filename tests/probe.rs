@@ -35,6 +35,15 @@ fn train_store(
     train_layer(&input, opts, &ProgressBar::hidden())
 }
 
+/// Two grid points keep debug test runs short: smartcore's generic fit is compiled in this
+/// (unoptimized) crate, and small alphas on separable blobs need many L-BFGS iterations.
+fn quick() -> TrainOptions {
+    TrainOptions {
+        alphas: vec![1.0, 10.0],
+        ..TrainOptions::default()
+    }
+}
+
 fn err_text<T: std::fmt::Debug>(r: open_constitution::Result<T>) -> String {
     r.expect_err("expected an error").to_string()
 }
@@ -48,7 +57,7 @@ fn separable_blobs_give_high_auc_and_thresholds_hold_on_held_out_data() {
         ..Synth::default()
     };
     write_store(&train_dir, &s);
-    let t = train_store(&train_dir, -1, &TrainOptions::default()).unwrap();
+    let t = train_store(&train_dir, -1, &quick()).unwrap();
     let c = t.probe.config();
     assert_eq!((c.layer, c.layer_index), (-1, 4));
     let auc = c.metrics.roc_auc.unwrap();
@@ -121,7 +130,7 @@ fn same_seed_gives_byte_identical_probe_files() {
     let opts = TrainOptions {
         class_weight: ClassWeight::Balanced,
         seed: 5,
-        ..TrainOptions::default()
+        ..quick()
     };
     let dirs: Vec<PathBuf> = ["a", "b", "c"].iter().map(|d| tmp.path().join(d)).collect();
     train_store(&store, 4, &opts)
@@ -211,7 +220,7 @@ fn probes_refuse_other_models_and_stores() {
         },
     );
     let dir = tmp.path().join("probe");
-    train_store(&store, 4, &TrainOptions::default())
+    train_store(&store, 4, &quick())
         .unwrap()
         .write(&dir)
         .unwrap();

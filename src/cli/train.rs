@@ -176,6 +176,13 @@ pub fn summary(t: &TrainedProbe) -> String {
             g.alpha, g.validation_roc_auc, g.validation_pr_auc
         );
     }
+    s + &results(t)
+}
+
+/// Thresholds and test metrics.
+fn results(t: &TrainedProbe) -> String {
+    let c = t.probe.config();
+    let mut s = String::new();
     let cal = &c.calibration;
     for (name, k) in [("flag", &cal.flag), ("pause", &cal.pause)] {
         s += &format!(
@@ -208,6 +215,13 @@ pub fn summary(t: &TrainedProbe) -> String {
         cm.fp,
         cm.fn_,
         cm.tp
+    );
+    let total: f64 = t.timing.grid.iter().map(|g| g.fit_seconds).sum();
+    s += &format!(
+        "{} fits, {total:.1} s of fitting in {:.1} s wall on {} threads\n",
+        t.timing.grid.len(),
+        t.timing.total_seconds,
+        t.timing.threads
     );
     s
 }

@@ -208,6 +208,27 @@ pub fn select(points: &[GridPoint]) -> usize {
         .expect("grid is not empty")
 }
 
+/// Whether the selected point sits at an edge of the grid and beats every other point by more
+/// than the tie tolerance: then the best alpha may lie outside the grid. Returns "largest" or
+/// "smallest".
+pub fn grid_edge(points: &[GridPoint], chosen: usize) -> Option<&'static str> {
+    let c = &points[chosen];
+    let others = points.iter().enumerate().filter(|&(i, _)| i != chosen);
+    let best_other = others
+        .map(|(_, p)| p.validation_roc_auc)
+        .fold(f64::NEG_INFINITY, f64::max);
+    if points.len() < 2 || c.validation_roc_auc <= best_other + AUC_TIE_TOLERANCE {
+        return None;
+    }
+    if points.iter().all(|p| p.alpha <= c.alpha) {
+        Some("largest")
+    } else if points.iter().all(|p| p.alpha >= c.alpha) {
+        Some("smallest")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +259,14 @@ mod tests {
         assert_eq!(select(&[p(0.1, 0.9), p(1.0, 0.95), p(10.0, 0.8)]), 1);
         assert_eq!(select(&[p(0.1, 1.0), p(1.0, 1.0), p(10.0, 0.99995)]), 2);
         assert_eq!(select(&[p(10.0, 1.0), p(0.1, 1.0)]), 0);
+        let edge = [p(0.1, 0.8), p(1.0, 0.85), p(10.0, 0.9)];
+        assert_eq!(grid_edge(&edge, select(&edge)), Some("largest"));
+        let edge = [p(0.1, 0.95), p(1.0, 0.85), p(10.0, 0.9)];
+        assert_eq!(grid_edge(&edge, select(&edge)), Some("smallest"));
+        let flat = [p(0.1, 0.9), p(1.0, 0.9), p(10.0, 0.9)];
+        assert_eq!(grid_edge(&flat, select(&flat)), None, "a tie is no edge");
+        let inner = [p(0.1, 0.8), p(1.0, 0.95), p(10.0, 0.9)];
+        assert_eq!(grid_edge(&inner, select(&inner)), None);
     }
 
     #[test]

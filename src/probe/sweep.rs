@@ -4,7 +4,7 @@
 use super::io::write_json;
 use super::plot::{write_svg, Chart, Series};
 use super::split::{SplitIndices, SplitSource};
-use super::train::{load_layer, store_info, train_layer, LayerInput, TrainOptions};
+use super::train::{load_layer, store_info, train_layer, LayerInput, TrainOptions, TrainedProbe};
 use crate::error::{Error, Result};
 use crate::store_set::ActivationSet;
 use indicatif::ProgressBar;
@@ -81,20 +81,7 @@ pub fn sweep(
             }
             None => None,
         };
-        let c = trained.probe.config();
-        let m = &c.metrics;
-        out.push(SweepRow {
-            layer_index: index,
-            alpha: c.training.alpha,
-            threshold: c.threshold,
-            validation_roc_auc: c.training.validation_metrics.roc_auc.unwrap_or(f64::NAN),
-            test_roc_auc: m.roc_auc,
-            test_pr_auc: m.pr_auc,
-            test_f1: m.at_threshold.f1,
-            test_tpr_at_1pct_fpr: m.tpr_at_1pct_fpr,
-            test_tpr_at_5pct_fpr: m.tpr_at_5pct_fpr,
-            probe_dir,
-        });
+        out.push(SweepRow::of(&trained, probe_dir));
     }
     let best = out
         .iter()
@@ -114,6 +101,25 @@ pub fn sweep(
         layers: out,
         best_layer_by_validation: best,
     })
+}
+
+impl SweepRow {
+    fn of(trained: &TrainedProbe, probe_dir: Option<String>) -> Self {
+        let c = trained.probe.config();
+        let m = &c.metrics;
+        SweepRow {
+            layer_index: c.layer_index,
+            alpha: c.training.alpha,
+            threshold: c.threshold,
+            validation_roc_auc: c.training.validation_metrics.roc_auc.unwrap_or(f64::NAN),
+            test_roc_auc: m.roc_auc,
+            test_pr_auc: m.pr_auc,
+            test_f1: m.at_threshold.f1,
+            test_tpr_at_1pct_fpr: m.tpr_at_1pct_fpr,
+            test_tpr_at_5pct_fpr: m.tpr_at_5pct_fpr,
+            probe_dir,
+        }
+    }
 }
 
 fn cell(v: Option<f64>) -> String {

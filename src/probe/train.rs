@@ -7,7 +7,7 @@
 
 use super::calibrate::{rate_at, reliability, threshold_for_fpr};
 use super::config::*;
-use super::fit::{fit_grid, select, LinearModel, Standardizer, AUC_TIE_TOLERANCE};
+use super::fit::{fit_grid, grid_edge, select, LinearModel, Standardizer, AUC_TIE_TOLERANCE};
 use super::io::{write_json, Probe};
 use super::metrics::{average_precision, roc_auc, Metrics};
 use super::scorer::Scorer;
@@ -161,7 +161,23 @@ pub fn train_layer(
 ) -> Result<TrainedProbe> {
     let start = Instant::now();
     opts.validate()?;
-    let (x, rows, splits) = (input.x, input.rows, input.splits);
+    check_input(input)?;
+    let (fitted, grid_times) = fit_and_select(input, opts, progress)?;
+    let (probe, calibration) = finish(input, opts, fitted)?;
+    let timing = Timing {
+        grid: grid_times,
+        total_seconds: start.elapsed().as_secs_f64(),
+        threads: rayon::current_num_threads(),
+    };
+    Ok(TrainedProbe {
+        probe,
+        calibration,
+        timing,
+    })
+}
+
+fn check_input(input: &LayerInput<'_>) -> Result<()> {
+    let (x, rows) = (input.x, input.rows);
     if x.nrows() != rows.len() || x.ncols() != input.meta.hidden_size {
         return Err(Error::Probe(format!(
             "activations are {:?}, expected [{}, {}]",
@@ -170,8 +186,18 @@ pub fn train_layer(
             input.meta.hidden_size
         )));
     }
-    splits.require_both_classes(rows)?;
-    check_finite(x, rows, input.layer_index)?;
+    input.splits.require_both_classes(rows)?;
+    check_finite(x, rows, input.layer_index)
+}
+
+/// Standardizes, fits the grid on the train rows (oversampled for balanced class weight), and
+/// selects on validation.
+fn fit_and_select(
+    input: &LayerInput<'_>,
+    opts: &TrainOptions,
+    progress: &ProgressBar,
+) -> Result<(Fitted, Vec<FitTime>)> {
+    let (x, rows, splits) = (input.x, input.rows, input.splits);
     let labels: Vec<u8> = rows.iter().map(|r| r.label).collect();
     let standardizer = Standardizer::fit(x, &splits.train)?;
     let fit_rows = match opts.class_weight {
@@ -187,48 +213,41 @@ pub fn train_layer(
     let validate = |m: &LinearModel| {
         let s = Scorer::fold(m, &standardizer).score_rows(x, Some(&splits.validation));
         let auc = roc_auc(&s, &val_labels).expect("both classes checked");
-        Ok((
-            auc,
-            average_precision(&s, &val_labels).expect("both classes"),
-        ))
+        let ap = average_precision(&s, &val_labels).expect("both classes checked");
+        Ok((auc, ap))
     };
     let grid: Vec<(f64, f64)> = opts.alphas.iter().map(|&a| (a, a * scale)).collect();
     let candidates = fit_grid(&design, &y, &grid, validate, progress)?;
     drop(design);
     let points: Vec<_> = candidates.iter().map(|c| c.point.clone()).collect();
-    let chosen = &candidates[select(&points)];
-    tracing::info!(
-        "layer {}: selected alpha {} (validation ROC-AUC {:.4})",
-        input.layer_index,
-        chosen.point.alpha,
-        chosen.point.validation_roc_auc
-    );
+    let chosen = select(&points);
+    let c = &candidates[chosen];
+    let layer = input.layer_index;
+    let (alpha, auc) = (c.point.alpha, c.point.validation_roc_auc);
+    tracing::info!("layer {layer}: selected alpha {alpha} (validation ROC-AUC {auc:.4})");
+    if let Some(edge) = grid_edge(&points, chosen) {
+        tracing::warn!(
+            "layer {layer}: the selected alpha {alpha} is the {edge} in the grid and clearly \
+             best; a better one may lie beyond it: extend --alphas"
+        );
+    }
+    let times = candidates
+        .iter()
+        .map(|c| FitTime {
+            alpha: c.point.alpha,
+            fit_seconds: c.fit_seconds,
+        })
+        .collect();
     let fitted = Fitted {
-        model: chosen.model.clone(),
-        alpha: chosen.point.alpha,
-        effective_alpha: chosen.point.effective_alpha,
+        model: c.model.clone(),
+        alpha,
+        effective_alpha: c.point.effective_alpha,
         grid: points,
         fitted_rows: fit_rows.len(),
         standardizer,
         labels,
     };
-    let (probe, calibration) = finish(input, opts, fitted)?;
-    let timing = Timing {
-        grid: candidates
-            .iter()
-            .map(|c| FitTime {
-                alpha: c.point.alpha,
-                fit_seconds: c.fit_seconds,
-            })
-            .collect(),
-        total_seconds: start.elapsed().as_secs_f64(),
-        threads: rayon::current_num_threads(),
-    };
-    Ok(TrainedProbe {
-        probe,
-        calibration,
-        timing,
-    })
+    Ok((fitted, times))
 }
 
 /// The selected model and what the config records about its fit.
@@ -260,7 +279,6 @@ fn finish(
         validation: reliability(&val.scores, &val.labels),
         test: reliability(&test.scores, &test.labels),
     };
-    let balance = |idx: &[usize]| ClassBalance::of(input.rows, idx);
     let (threshold, pause_threshold) = (flag.threshold, pause.threshold);
     let meta = input.meta;
     let config = ProbeConfig {
@@ -288,31 +306,44 @@ fn finish(
             validation_ece: file.validation.ece,
             test_ece: file.test.ece,
         },
-        training: TrainingInfo {
-            seed: opts.seed,
-            alpha: f.alpha,
-            effective_alpha: f.effective_alpha,
-            objective: OBJECTIVE.into(),
-            selection: format!(
-                "highest validation ROC-AUC; candidates within {AUC_TIE_TOLERANCE} of the best \
-                 tie, and the largest alpha (strongest regularization) among them wins"
-            ),
-            refit: REFIT.into(),
-            class_weight: opts.class_weight,
-            fitted_rows: f.fitted_rows,
-            split_source: splits.source,
-            class_balance: SplitBalance {
-                train: balance(&splits.train),
-                validation: balance(&splits.validation),
-                test: balance(&splits.test),
-            },
-            constant_features: f.standardizer.constant_features,
-            grid: f.grid,
-            validation_metrics: Metrics::compute(&val.scores, &val.labels, threshold),
-            store: input.store.clone(),
-        },
+        training: training_info(input, opts, &f, &val, threshold),
     };
     Ok((Probe::new(config, f.model, f.standardizer)?, file))
+}
+
+/// What `config.json` records about the fit; `f.grid` and the model stay with the caller.
+fn training_info(
+    input: &LayerInput<'_>,
+    opts: &TrainOptions,
+    f: &Fitted,
+    val: &Scored,
+    threshold: f32,
+) -> TrainingInfo {
+    let splits = input.splits;
+    let balance = |idx: &[usize]| ClassBalance::of(input.rows, idx);
+    TrainingInfo {
+        seed: opts.seed,
+        alpha: f.alpha,
+        effective_alpha: f.effective_alpha,
+        objective: OBJECTIVE.into(),
+        selection: format!(
+            "highest validation ROC-AUC; candidates within {AUC_TIE_TOLERANCE} of the best \
+             tie, and the largest alpha (strongest regularization) among them wins"
+        ),
+        refit: REFIT.into(),
+        class_weight: opts.class_weight,
+        fitted_rows: f.fitted_rows,
+        split_source: splits.source,
+        class_balance: SplitBalance {
+            train: balance(&splits.train),
+            validation: balance(&splits.validation),
+            test: balance(&splits.test),
+        },
+        constant_features: f.standardizer.constant_features,
+        grid: f.grid.clone(),
+        validation_metrics: Metrics::compute(&val.scores, &val.labels, threshold),
+        store: input.store.clone(),
+    }
 }
 
 const OBJECTIVE: &str = "smartcore LogisticRegression (L-BFGS) on standardized features: sum of \

@@ -11,6 +11,7 @@ use open_constitution::store::{
 };
 use std::path::Path;
 
+/// Default hidden size of synthetic stores.
 pub const HIDDEN: usize = 32;
 
 /// How to make a store.
@@ -27,6 +28,7 @@ pub struct Synth {
     /// Give rows split labels cycling train x8, validation, test (else split by prompt hash).
     pub split_labels: bool,
     pub id_prefix: String,
+    pub hidden: usize,
 }
 
 impl Default for Synth {
@@ -40,6 +42,7 @@ impl Default for Synth {
             model_hash: "hash-a".into(),
             split_labels: false,
             id_prefix: "r".into(),
+            hidden: HIDDEN,
         }
     }
 }
@@ -59,7 +62,7 @@ pub fn meta(s: &Synth) -> StoreMeta {
         model: "models/synthetic".into(),
         num_layers: 4,
         layers: s.layers.clone(),
-        hidden_size: HIDDEN,
+        hidden_size: s.hidden,
         pooling: Pooling::Last,
         dtype: "float32".into(),
         chat_template: true,
@@ -80,11 +83,11 @@ pub fn generate(s: &Synth) -> (Vec<RowMeta>, Vec<Array2<f32>>) {
     let mut mats: Vec<Array2<f32>> = s
         .layers
         .iter()
-        .map(|_| Array2::zeros((s.rows, HIDDEN)))
+        .map(|_| Array2::zeros((s.rows, s.hidden)))
         .collect();
     // The mean difference points along a fixed direction spread over all features; features
     // get different offsets and scales so standardization matters.
-    let shift = s.separation / (HIDDEN as f64).sqrt();
+    let shift = s.separation / (s.hidden as f64).sqrt();
     for i in 0..s.rows {
         let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let label = u8::from(u < s.positive_rate);
@@ -109,7 +112,7 @@ pub fn generate(s: &Synth) -> (Vec<RowMeta>, Vec<Array2<f32>>) {
         });
         for (k, m) in mats.iter_mut().enumerate() {
             let strength = (k + 1) as f64 / s.layers.len() as f64;
-            for j in 0..HIDDEN {
+            for j in 0..s.hidden {
                 let sign = if j % 2 == 0 { 1.0 } else { -1.0 };
                 let mean = if label == 1 {
                     sign * shift * strength
