@@ -6,7 +6,7 @@ use ndarray::Axis;
 use open_constitution::probe::eval::select_rows;
 use open_constitution::probe::{evaluate, Probe, Split};
 use open_constitution::store_set::ActivationSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `eval`.
 #[derive(Debug, clap::Args)]
@@ -32,17 +32,35 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let probe = Probe::load(&args.probe)?;
     let set = ActivationSet::open(&args.activations)?;
+    let out = args.out.unwrap_or_else(|| {
+        args.probe.join(match args.split {
+            Some(s) => format!("eval-{}", s.name()),
+            None => "eval".into(),
+        })
+    });
+    report_on_store(&probe, &set, args.split, &out)
+}
+
+/// Scores the store's rows (of `split`, or all) with `probe`, writes eval.json and the curves to
+/// `out`, and prints the summary. An `eval --model --data` path extracts into a store and calls
+/// this.
+pub fn report_on_store(
+    probe: &Probe,
+    set: &ActivationSet,
+    split: Option<Split>,
+    out: &Path,
+) -> anyhow::Result<()> {
     probe.check_store(set.meta())?;
-    let idx = select_rows(set.rows(), args.split)?;
+    let idx = select_rows(set.rows(), split)?;
     if idx.is_empty() {
         anyhow::bail!(
             "the store has no {} rows to evaluate",
-            args.split.map_or("", |s| s.name())
+            split.map_or("", |s| s.name())
         );
     }
     let trained_on = &probe.config().training.store.args;
     let here: Vec<_> = set.stores().iter().map(|s| s.meta().args.clone()).collect();
-    if args.split != Some(Split::Test) && *trained_on == here {
+    if split != Some(Split::Test) && *trained_on == here {
         tracing::warn!(
             "this is the store the probe was trained on: rows outside the test split were \
              seen in training or calibration; use --split test for an unbiased estimate"
@@ -55,15 +73,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         x.select(Axis(0), &idx)
     };
     let rows: Vec<_> = idx.iter().map(|&i| set.rows()[i].clone()).collect();
-    let report = evaluate(&probe, x.view(), &rows)?;
-    let out = args.out.unwrap_or_else(|| {
-        args.probe.join(match args.split {
-            Some(s) => format!("eval-{}", s.name()),
-            None => "eval".into(),
-        })
-    });
+    let report = evaluate(probe, x.view(), &rows)?;
     report
-        .write(&out)
+        .write(out)
         .with_context(|| format!("writing the report to {}", out.display()))?;
     print!("{}", report.summary());
     println!("wrote {}", out.join("eval.json").display());

@@ -13,9 +13,10 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainFlags {
     /// Regularization grid: L2 strengths alpha = 1/C of scikit-learn, comma-separated; larger
-    /// means stronger regularization and smaller weights. Each value is one fit (about 8 s for
-    /// 20,000 x 2,048 rows on one core); values are fitted in parallel. The one with the best
-    /// validation ROC-AUC wins, ties (within 1e-4) going to the larger alpha.
+    /// means stronger regularization and smaller weights. Each value is one single-threaded fit
+    /// (8-15 s for 20,000 x 2,048 rows; small alphas on nearly separable data take longest);
+    /// values are fitted in parallel. The best validation ROC-AUC wins, ties (within 1e-4)
+    /// going to the larger alpha.
     #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1,10,100")]
     pub alphas: Vec<f64>,
     /// `balanced` gives both classes the same total weight by oversampling the minority class of
