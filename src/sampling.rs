@@ -96,6 +96,11 @@ impl SplitMix64 {
     }
 
     /// A uniform draw in [0, 1) with 53 bits of precision.
+    /// Uniform in `0..n` (n > 0); the modulo bias is below 2^-40 for any realistic n.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
     pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }

@@ -114,17 +114,36 @@ pub fn load_probe(dir: &Path, model: &Model) -> anyhow::Result<Probe> {
         probe.config().use_chat_template == chat,
         "probe {} was trained {} the chat template, but this run formats prompts {} it; {}",
         dir.display(),
-        if probe.config().use_chat_template { "with" } else { "without" },
+        if probe.config().use_chat_template {
+            "with"
+        } else {
+            "without"
+        },
         if chat { "with" } else { "without" },
-        if chat { "pass --no-chat-template" } else { "drop --no-chat-template" }
+        if chat {
+            "pass --no-chat-template"
+        } else {
+            "drop --no-chat-template"
+        }
     );
     Ok(probe)
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let mut model = Model::load(&a.model.model, !a.model.no_chat_template, &a.runtime.options())?;
-    let probe = if a.no_guard { None } else { Some(load_probe(&a.probe, &model)?) };
-    let setup = probe.as_ref().map(|p| GuardSetup { scorer: p, config: guard_config(&a, p) });
+    let mut model = Model::load(
+        &a.model.model,
+        !a.model.no_chat_template,
+        &a.runtime.options(),
+    )?;
+    let probe = if a.no_guard {
+        None
+    } else {
+        Some(load_probe(&a.probe, &model)?)
+    };
+    let setup = probe.as_ref().map(|p| GuardSetup {
+        scorer: p,
+        config: guard_config(&a, p),
+    });
     if let Some(s) = &setup {
         s.config.validate()?;
     }
@@ -143,8 +162,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     opts.sampling.validate()?;
     match &a.prompts_file {
-        Some(file) => run_file(&mut model, file, a.out.as_deref(), a.batch_size, setup.as_ref(), &opts),
-        None => run_one(&mut model, a.prompt.as_deref().unwrap_or_default(), a.json, setup.as_ref(), &opts),
+        Some(file) => run_file(
+            &mut model,
+            file,
+            a.out.as_deref(),
+            a.batch_size,
+            setup.as_ref(),
+            &opts,
+        ),
+        None => run_one(
+            &mut model,
+            a.prompt.as_deref().unwrap_or_default(),
+            a.json,
+            setup.as_ref(),
+            &opts,
+        ),
     }
 }
 
@@ -178,7 +210,11 @@ fn run_one(
 
 /// One human-readable line about a result (stderr, after the text).
 fn status_line(r: &GenerationResult) -> String {
-    let max = r.probe_steps.iter().map(|s| s.smoothed).fold(0f32, f32::max);
+    let max = r
+        .probe_steps
+        .iter()
+        .map(|s| s.smoothed)
+        .fold(0f32, f32::max);
     format!(
         "[{:?} | {} tokens, stop: {:?} | max smoothed risk {:.3} over {} probe steps | first token {:.0} ms, {:.1} tokens/s]",
         r.status,
@@ -193,15 +229,24 @@ fn status_line(r: &GenerationResult) -> String {
 
 /// Reads prompts: JSONL objects with `prompt` (and optional `id`), or one prompt per line.
 fn read_prompts(file: &Path) -> anyhow::Result<Vec<(Option<serde_json::Value>, String)>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let jsonl = file.extension().is_some_and(|e| e == "jsonl");
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         if jsonl {
             let v: serde_json::Value = serde_json::from_str(line)
                 .with_context(|| format!("{}:{}: not a JSON object", file.display(), i + 1))?;
             let p = v.get("prompt").and_then(|p| p.as_str()).with_context(|| {
-                format!("{}:{}: field `prompt`: missing or not a string", file.display(), i + 1)
+                format!(
+                    "{}:{}: field `prompt`: missing or not a string",
+                    file.display(),
+                    i + 1
+                )
             })?;
             out.push((v.get("id").cloned(), p.to_string()));
         } else {
@@ -229,8 +274,14 @@ fn run_file(
     };
     for chunk in prompts.chunks(batch.max(1)) {
         let texts: Vec<String> = chunk.iter().map(|(_, p)| p.clone()).collect();
-        let sinks: Vec<Sink<'_>> = texts.iter().map(|_| Box::new(|_: &str| {}) as Sink<'_>).collect();
-        for ((id, _), r) in chunk.iter().zip(generate_batch(model, &texts, setup, opts, sinks)?) {
+        let sinks: Vec<Sink<'_>> = texts
+            .iter()
+            .map(|_| Box::new(|_: &str| {}) as Sink<'_>)
+            .collect();
+        for ((id, _), r) in chunk
+            .iter()
+            .zip(generate_batch(model, &texts, setup, opts, sinks)?)
+        {
             let mut v = serde_json::to_value(&r)?;
             if let Some(id) = id {
                 v["id"] = id.clone();

@@ -2,10 +2,14 @@
 
 mod bench;
 mod common;
+mod eval;
 mod extract;
+mod generate;
 mod merge;
 mod prepare;
 mod render;
+mod sweep;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +41,15 @@ pub enum Command {
     Merge(merge::Args),
     /// Measure throughput against Python baselines run in the same process tree.
     Bench(bench::Args),
+    /// Train a linear probe on one stored layer: regularization chosen on validation,
+    /// thresholds calibrated for target false-positive rates, metrics on test.
+    Train(train::Args),
+    /// Train one probe per stored layer and compare them (table, sweep.json, sweep.svg).
+    Sweep(sweep::Args),
+    /// Score stored activations with a trained probe: metrics, over-blocking, ROC/PR curves.
+    Eval(eval::Args),
+    /// Generate with the probe guarding every step: text is shown only after it is judged.
+    Generate(generate::Args),
 }
 
 /// Runs one subcommand.
@@ -47,6 +60,10 @@ pub fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::PrepareData(a) => prepare::run(a),
         Command::Render(a) => render::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Sweep(a) => sweep::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Generate(a) => generate::run(a),
     }
 }
 

@@ -1,0 +1,153 @@
+//! The JSON documents of a probe directory: `config.json` (what the guard reads, plus provenance
+//! and training record; deterministic for a given store, flags and seed), `calibration.json`
+//! (thresholds and reliability tables) and `timing.json` (wall-clock times, which vary run to run
+//! and so are kept out of `config.json`).
+
+use super::calibrate::Reliability;
+use super::fit::GridPoint;
+use super::metrics::Metrics;
+use super::split::{ClassBalance, SplitSource};
+use crate::store::Pooling;
+use serde::{Deserialize, Serialize};
+
+/// `format` of a probe's `config.json`.
+pub const PROBE_FORMAT: &str = "open-constitution/probe";
+/// `version` of the probe directory layout this build reads and writes.
+pub const PROBE_VERSION: u32 = 1;
+
+/// How the classes are weighted in the fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeight {
+    /// Every row weighs the same.
+    None,
+    /// Each class weighs the same in total (minority rows oversampled, seeded).
+    Balanced,
+}
+
+/// `config.json`. The first keys are those of the original open-constitution probe config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeConfig {
+    /// The model folder or hub id the activations were extracted from.
+    pub model_id: String,
+    /// The layer as the user gave it (negative counts from the end, -1 = last).
+    pub layer: i64,
+    /// Absolute hidden-state index (0 = embeddings).
+    pub layer_index: usize,
+    pub hidden_size: usize,
+    /// Flag threshold: a score >= it is flagged (calibrated for `calibration.flag.target_fpr`).
+    pub threshold: f32,
+    /// Pause threshold (calibrated for `calibration.pause.target_fpr`).
+    pub pause_threshold: f32,
+    /// Score every n-th generated token.
+    pub probe_every_n_tokens: usize,
+    /// Tokens in the moving average of scores the guard compares with the thresholds.
+    pub smoothing_window: usize,
+    /// Whether activations were extracted with the chat template applied.
+    pub use_chat_template: bool,
+    /// Test-split metrics (at `threshold`).
+    pub metrics: Metrics,
+    pub format: String,
+    pub version: u32,
+    /// Identity of the model weights; a probe is refused on any other model.
+    pub model_hash: String,
+    pub manifest_sha256: String,
+    pub pooling: Pooling,
+    pub calibration: CalibrationSummary,
+    pub training: TrainingInfo,
+}
+
+/// FPR and TPR achieved by a threshold on one split (`None` when a class is absent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Achieved {
+    pub fpr: Option<f64>,
+    pub tpr: Option<f64>,
+}
+
+/// A calibrated threshold, its target and what it achieves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibratedThreshold {
+    pub threshold: f32,
+    /// The FPR it was calibrated for on the validation label-0 rows.
+    pub target_fpr: f64,
+    pub validation: Achieved,
+    pub test: Achieved,
+}
+
+/// The calibration part of `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationSummary {
+    pub method: String,
+    pub flag: CalibratedThreshold,
+    pub pause: CalibratedThreshold,
+    /// Expected calibration error of the scores (10 bins) on validation and test.
+    pub validation_ece: f64,
+    pub test_ece: f64,
+}
+
+/// Rows per class in each split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitBalance {
+    pub train: ClassBalance,
+    pub validation: ClassBalance,
+    pub test: ClassBalance,
+}
+
+/// Where the training rows came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreInfo {
+    /// The store paths as given.
+    pub activations: Vec<String>,
+    pub rows: usize,
+    /// The extraction arguments recorded in the store (data file hash, sampling, truncation...).
+    pub args: Vec<serde_json::Value>,
+}
+
+/// How the probe was fitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    pub seed: u64,
+    /// The selected alpha (1/C in scikit-learn's terms).
+    pub alpha: f64,
+    pub effective_alpha: f64,
+    pub objective: String,
+    pub selection: String,
+    pub refit: String,
+    pub class_weight: ClassWeight,
+    /// Rows the fit saw (train rows plus oversampled copies).
+    pub fitted_rows: usize,
+    pub split_source: SplitSource,
+    pub class_balance: SplitBalance,
+    /// Features constant on the train rows (their std is set to 1; they get no weight).
+    pub constant_features: usize,
+    pub grid: Vec<GridPoint>,
+    /// Validation metrics of the selected model (at `threshold`).
+    pub validation_metrics: Metrics,
+    pub store: StoreInfo,
+}
+
+/// `calibration.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationFile {
+    pub flag: CalibratedThreshold,
+    pub pause: CalibratedThreshold,
+    pub validation: Reliability,
+    pub test: Reliability,
+}
+
+/// Wall-clock time of one grid fit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitTime {
+    pub alpha: f64,
+    pub fit_seconds: f64,
+}
+
+/// `timing.json`: wall-clock seconds, not reproducible, hence not in `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Fit time per grid point; points were fitted in parallel.
+    pub grid: Vec<FitTime>,
+    /// Reading nothing, from standardization to the written probe.
+    pub total_seconds: f64,
+    pub threads: usize,
+}

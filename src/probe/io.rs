@@ -1,0 +1,306 @@
+//! The [`Probe`] type: reading and writing a probe directory (`probe.safetensors` with the float32
+//! tensors `weight`, `bias`, `feature_mean`, `feature_std`, and `config.json`), checking that a
+//! model or store is the one it was trained on, and scoring hidden states.
+
+use super::config::{ProbeConfig, PROBE_FORMAT, PROBE_VERSION};
+use super::fit::{LinearModel, Standardizer};
+use super::scorer::Scorer;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::write_bytes_atomic;
+use crate::manifest::Manifest;
+use crate::store::StoreMeta;
+use crate::tensors::{write_f32, F32Tensor, TensorFile};
+use ndarray::ArrayView2;
+use std::path::{Path, PathBuf};
+
+/// File names inside a probe directory.
+pub const PROBE_TENSORS: &str = "probe.safetensors";
+pub const PROBE_CONFIG: &str = "config.json";
+
+/// A trained linear probe: raw parameters, folded scorer and configuration.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    dir: Option<PathBuf>,
+    config: ProbeConfig,
+    model: LinearModel,
+    standardizer: Standardizer,
+    scorer: Scorer,
+}
+
+impl Probe {
+    /// Assembles a probe from its parts (checks sizes and finiteness).
+    pub fn new(
+        config: ProbeConfig,
+        model: LinearModel,
+        standardizer: Standardizer,
+    ) -> Result<Self> {
+        let h = config.hidden_size;
+        let sizes = [
+            model.weight.len(),
+            standardizer.mean.len(),
+            standardizer.std.len(),
+        ];
+        if sizes.iter().any(|&s| s != h) {
+            return Err(Error::Probe(format!(
+                "weight/feature_mean/feature_std have sizes {sizes:?}, hidden_size is {h}"
+            )));
+        }
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        if !finite(&model.weight) || !model.bias.is_finite() || !finite(&standardizer.mean) {
+            return Err(Error::Probe("probe parameters are not finite".into()));
+        }
+        if standardizer
+            .std
+            .iter()
+            .any(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Err(Error::Probe("feature_std must be finite and > 0".into()));
+        }
+        let scorer = Scorer::fold(&model, &standardizer);
+        Ok(Probe {
+            dir: None,
+            config,
+            model,
+            standardizer,
+            scorer,
+        })
+    }
+
+    /// Loads the probe in `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let cfg_path = dir.join(PROBE_CONFIG);
+        if !cfg_path.is_file() {
+            return Err(Error::Probe(format!(
+                "{} is not a probe directory (no {PROBE_CONFIG}); train one with \
+                 `open-constitution train`",
+                dir.display()
+            )));
+        }
+        let bytes = std::fs::read(&cfg_path).at(&cfg_path)?;
+        let config: ProbeConfig = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Probe(format!(
+                "{}: not a probe config of this version ({e}); retrain the probe",
+                cfg_path.display()
+            ))
+        })?;
+        if config.format != PROBE_FORMAT || config.version != PROBE_VERSION {
+            return Err(Error::Probe(format!(
+                "{}: format {} v{} is not {PROBE_FORMAT} v{PROBE_VERSION}; retrain the probe",
+                cfg_path.display(),
+                config.format,
+                config.version
+            )));
+        }
+        let path = dir.join(PROBE_TENSORS);
+        let file = TensorFile::open(&path)?;
+        let h = config.hidden_size;
+        let tensor = |name: &str, len: usize| -> Result<Vec<f32>> {
+            let t = file.f32(name)?;
+            if t.shape != [len] {
+                return Err(Error::Probe(format!(
+                    "{}: tensor `{name}` has shape {:?}, expected [{len}] (hidden_size {h} in \
+                     {PROBE_CONFIG})",
+                    path.display(),
+                    t.shape
+                )));
+            }
+            Ok(t.data)
+        };
+        let model = LinearModel {
+            weight: tensor("weight", h)?,
+            bias: tensor("bias", 1)?[0],
+        };
+        let standardizer = Standardizer {
+            mean: tensor("feature_mean", h)?,
+            std: tensor("feature_std", h)?,
+            constant_features: config.training.constant_features,
+        };
+        let mut probe = Probe::new(config, model, standardizer)
+            .map_err(|e| Error::Probe(format!("{}: {e}", dir.display())))?;
+        probe.dir = Some(dir.to_path_buf());
+        Ok(probe)
+    }
+
+    /// Writes `probe.safetensors` and `config.json` into `dir` (atomically, byte-identical for
+    /// equal probes).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let bias = [self.model.bias];
+        let tensors = [
+            vector("weight", &self.model.weight),
+            vector("bias", &bias),
+            vector("feature_mean", &self.standardizer.mean),
+            vector("feature_std", &self.standardizer.std),
+        ];
+        let note = serde_json::json!({
+            "format": PROBE_FORMAT,
+            "version": PROBE_VERSION,
+            "model_hash": self.config.model_hash,
+            "layer_index": self.config.layer_index,
+        });
+        write_f32(&dir.join(PROBE_TENSORS), &tensors, Some(note.to_string()))?;
+        write_json(&dir.join(PROBE_CONFIG), &self.config)
+    }
+
+    /// Refuses a model other than the one the probe was trained on (model hash, hidden size,
+    /// layer). A different manifest of the same weights (e.g. another export dtype) only warns.
+    pub fn check_model(&self, manifest: &Manifest, manifest_sha256: &str) -> Result<()> {
+        let c = &self.config;
+        if manifest.model_hash != c.model_hash {
+            return Err(self.wrong_model(&format!("model hash {}", manifest.model_hash)));
+        }
+        if manifest.hidden_size != c.hidden_size {
+            return Err(self.wrong_model(&format!("hidden size {}", manifest.hidden_size)));
+        }
+        if c.layer_index > manifest.num_layers {
+            return Err(Error::Probe(format!(
+                "probe {} reads hidden state {}, but the model has only {} layers",
+                self.dir_text(),
+                c.layer_index,
+                manifest.num_layers
+            )));
+        }
+        if manifest_sha256 != c.manifest_sha256 {
+            tracing::warn!(
+                "probe {} was trained with another export of these weights (manifest sha256 {} \
+                 vs {manifest_sha256}); scores may shift slightly",
+                self.dir_text(),
+                c.manifest_sha256
+            );
+        }
+        Ok(())
+    }
+
+    fn wrong_model(&self, this: &str) -> Error {
+        let c = &self.config;
+        Error::Probe(format!(
+            "probe {} was trained on model hash {} (model_id {}, hidden size {}), this model has \
+             {this}: train a probe for this model with `just train ...` (extract activations \
+             with this model, then `open-constitution train --layer {}`)",
+            self.dir_text(),
+            c.model_hash,
+            c.model_id,
+            c.hidden_size,
+            c.layer
+        ))
+    }
+
+    /// Refuses an activation store of another model, without the probe's layer, or pooled
+    /// differently; a different chat-template setting only warns.
+    pub fn check_store(&self, meta: &StoreMeta) -> Result<()> {
+        let c = &self.config;
+        if meta.model_hash != c.model_hash {
+            return Err(self.wrong_model(&format!("model hash {}", meta.model_hash)));
+        }
+        if meta.hidden_size != c.hidden_size {
+            return Err(self.wrong_model(&format!("hidden size {}", meta.hidden_size)));
+        }
+        if !meta.layers.contains(&c.layer_index) {
+            return Err(Error::Probe(format!(
+                "probe {} reads layer {}, but the store holds layers {:?}; extract with \
+                 `--layers {}`",
+                self.dir_text(),
+                c.layer_index,
+                meta.layers,
+                c.layer
+            )));
+        }
+        if meta.pooling != c.pooling {
+            return Err(Error::Probe(format!(
+                "probe {} was trained on {:?}-pooled activations, the store is {:?}-pooled; \
+                 extract with `--pooling {}`",
+                self.dir_text(),
+                c.pooling,
+                meta.pooling,
+                format!("{:?}", c.pooling).to_lowercase()
+            )));
+        }
+        if meta.chat_template != c.use_chat_template {
+            tracing::warn!(
+                "probe {} was trained with use_chat_template = {}, the store has {}; scores \
+                 may not be comparable",
+                self.dir_text(),
+                c.use_chat_template,
+                meta.chat_template
+            );
+        }
+        Ok(())
+    }
+
+    fn dir_text(&self) -> String {
+        self.dir
+            .as_ref()
+            .map_or("(in memory)".into(), |d| d.display().to_string())
+    }
+
+    /// `sigmoid(w . ((h - mean) / std) + b)`, as one dot product with folded weights.
+    ///
+    /// # Panics
+    /// If `hidden.len() != hidden_size` (use [`Probe::check_model`] when loading).
+    pub fn score(&self, hidden: &[f32]) -> f32 {
+        self.scorer.score(hidden)
+    }
+
+    /// Scores every row of `x` (`[rows, hidden_size]`), bit-identical to [`Probe::score`].
+    pub fn score_batch(&self, x: ArrayView2<'_, f32>) -> Vec<f32> {
+        self.scorer.score_rows(x, None)
+    }
+
+    pub fn scorer(&self) -> &Scorer {
+        &self.scorer
+    }
+    pub fn config(&self) -> &ProbeConfig {
+        &self.config
+    }
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+    pub fn threshold(&self) -> f32 {
+        self.config.threshold
+    }
+    pub fn pause_threshold(&self) -> f32 {
+        self.config.pause_threshold
+    }
+    pub fn probe_every_n_tokens(&self) -> usize {
+        self.config.probe_every_n_tokens
+    }
+    pub fn smoothing_window(&self) -> usize {
+        self.config.smoothing_window
+    }
+    pub fn layer_index(&self) -> usize {
+        self.config.layer_index
+    }
+    pub fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+    pub fn model_hash(&self) -> &str {
+        &self.config.model_hash
+    }
+}
+
+fn vector<'a>(name: &str, data: &'a [f32]) -> F32Tensor<'a> {
+    F32Tensor {
+        name: name.into(),
+        shape: vec![data.len()],
+        data,
+    }
+}
+
+/// Writes pretty JSON plus a newline, atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::Probe(format!("{}: {e}", path.display())))?;
+    bytes.push(b'\n');
+    write_bytes_atomic(path, &bytes)
+}
+
+/// A probe scores the newest token's hidden state at its layer during guarded generation.
+impl crate::generate::RiskScorer for Probe {
+    fn layer(&self) -> usize {
+        self.layer_index()
+    }
+
+    fn score(&self, hidden: &[f32]) -> f32 {
+        Probe::score(self, hidden)
+    }
+}
