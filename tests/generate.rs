@@ -9,7 +9,7 @@ use common::*;
 use open_constitution::batch::{decode_step, left_padded, right_padded};
 use open_constitution::decoder::{f32_view, Want};
 use open_constitution::generate::{
-    generate_batch, GenerateOptions, GuardSetup, OnPause, RiskScorer, Status, StopReason,
+    generate_batch, GenerateOptions, GuardSetup, OnPause, RiskScorer, Sink, Status, StopReason,
 };
 use open_constitution::guard::{GuardConfig, Smoothing};
 use open_constitution::model::Model;
@@ -38,11 +38,11 @@ fn run(
     Vec<String>,
 ) {
     let seen: Vec<Rc<RefCell<String>>> = prompts.iter().map(|_| Rc::default()).collect();
-    let sinks: Vec<Box<dyn FnMut(&str)>> = seen
+    let sinks: Vec<Sink<'_>> = seen
         .iter()
         .map(|s| {
             let s = s.clone();
-            Box::new(move |t: &str| s.borrow_mut().push_str(t)) as Box<dyn FnMut(&str)>
+            Box::new(move |t: &str| s.borrow_mut().push_str(t)) as Sink<'_>
         })
         .collect();
     let res = generate_batch(model, prompts, guard, o, sinks).unwrap();
@@ -196,8 +196,8 @@ fn a_probe_built_to_fire_pauses_at_the_expected_step() {
     }
     // Fire at the last token whose feature is a new running maximum (index >= 1).
     let j = (1..f.len())
-        .filter(|&i| f[i] > f[..i].iter().cloned().fold(f32::MIN, f32::max))
-        .last()
+        .rev()
+        .find(|&i| f[i] > f[..i].iter().cloned().fold(f32::MIN, f32::max))
         .expect("some running maximum after the first token");
     let prev_max = f[..j].iter().cloned().fold(f32::MIN, f32::max);
     let probe = FeatureProbe {
@@ -249,7 +249,7 @@ fn a_probe_built_to_fire_pauses_at_the_expected_step() {
 #[test]
 fn bad_prompts_are_refused_with_clear_errors() {
     let mut model = load("tiny-qwen3", true);
-    let sink = || vec![Box::new(|_: &str| {}) as Box<dyn FnMut(&str)>];
+    let sink = || vec![Box::new(|_: &str| {}) as Sink<'_>];
     let err = generate_batch(&mut model, &["  ".into()], None, &opts(4), sink())
         .err()
         .unwrap();

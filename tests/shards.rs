@@ -84,7 +84,7 @@ fn shards_combine_to_the_unsharded_run() {
         .unwrap());
 
     let whole = ActivationStore::open(&whole).unwrap();
-    let set = ActivationSet::open(&[shards.clone()]).unwrap();
+    let set = ActivationSet::open(std::slice::from_ref(&shards)).unwrap();
     assert_eq!(set.rows().len(), whole.rows().len(), "row counts");
     let index: HashMap<&str, usize> = whole
         .rows()

@@ -1,9 +1,192 @@
-//! `bench generate`: unguarded vs guarded decoding vs the seed's no-cache loop.
+//! `bench generate`: our KV-cached decoding unguarded and guarded (probe every token) vs the
+//! seed's no-cache loop and HF `generate`, on the same prompts and new-token counts.
+
+use super::python::{default_python, hf_dir, run_json};
+use super::{print_table, Row};
+use crate::cli::common::{ModelArgs, RuntimeArgs};
+use crate::cli::generate::load_probe;
+use open_constitution::generate::{generate_batch, GenerateOptions, GuardSetup, OnPause, Sink};
+use open_constitution::guard::{GuardConfig, Smoothing};
+use open_constitution::model::Model;
+use open_constitution::sampling::SamplingConfig;
+use std::path::PathBuf;
+use std::time::Instant;
+
+const PROMPTS: [&str; 8] = [
+    "Write a short story about a lighthouse keeper.",
+    "Explain how vaccines train the immune system.",
+    "What are good habits for learning a new language?",
+    "Describe the water cycle to a ten-year-old.",
+    "Give me tips for a first job interview.",
+    "How does a bicycle stay upright?",
+    "Summarize the causes of the French Revolution.",
+    "What should I pack for a weekend hiking trip?",
+];
 
 /// Arguments of `bench generate`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Trained probe directory for the guarded runs.
+    #[arg(long, default_value = crate::cli::generate::DEFAULT_PROBE)]
+    pub probe: PathBuf,
+    /// Prompts per measurement (batch 1, one after another).
+    #[arg(long, default_value_t = 4)]
+    pub prompts: usize,
+    /// New tokens per prompt (end-of-turn is ignored so every run generates exactly this many).
+    #[arg(long, default_value_t = 64)]
+    pub new_tokens: usize,
+    /// Alternating unguarded/guarded measurements; the median of each is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Prompts the Python baselines run (the seed's loop is slow).
+    #[arg(long, default_value_t = 2)]
+    pub baseline_prompts: usize,
+    /// Python with torch + transformers (default: the export environment's).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Hugging Face folder of the model (default: the export's source folder).
+    #[arg(long)]
+    pub hf_dir: Option<PathBuf>,
+    /// Only measure ours.
+    #[arg(long)]
+    pub skip_baseline: bool,
+}
 
-pub fn run(_a: Args) -> anyhow::Result<()> {
-    anyhow::bail!("bench generate needs the probe module")
+fn measure(
+    model: &mut Model,
+    prompts: &[String],
+    guard: Option<&GuardSetup<'_>>,
+    o: &GenerateOptions,
+) -> anyhow::Result<(usize, f64)> {
+    let t = Instant::now();
+    let mut tokens = 0;
+    for p in prompts {
+        let sink: Sink<'_> = Box::new(|_: &str| {});
+        tokens += generate_batch(model, std::slice::from_ref(p), guard, o, vec![sink])?[0]
+            .tokens_generated;
+    }
+    Ok((tokens, t.elapsed().as_secs_f64()))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let mut model = Model::load(
+        &a.model.model,
+        !a.model.no_chat_template,
+        &a.runtime.options(),
+    )?;
+    let probe = load_probe(&a.probe, &model)?;
+    // Thresholds of 1.0 never pause, so both runs generate the same tokens; the probe still
+    // scores every token and the guard still smooths and decides.
+    let setup = GuardSetup {
+        scorer: &probe,
+        config: GuardConfig {
+            threshold: 1.0,
+            pause_threshold: 1.0,
+            probe_every_n_tokens: 1,
+            smoothing: Smoothing::MovingAverage { window: 4 },
+        },
+    };
+    let opts = GenerateOptions {
+        max_new_tokens: a.new_tokens,
+        sampling: SamplingConfig::default(),
+        on_pause: OnPause::Stop,
+        refusal_message: String::new(),
+        ignore_eos: true,
+    };
+    let prompts: Vec<String> = PROMPTS
+        .iter()
+        .cycle()
+        .take(a.prompts)
+        .map(|s| s.to_string())
+        .collect();
+    measure(&mut model, &prompts[..1], None, &opts)?; // warm-up
+    let (mut plain, mut guarded, mut tokens) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..a.repeats.max(1) {
+        let (n, s) = measure(&mut model, &prompts, None, &opts)?;
+        plain.push(s);
+        let (m, g) = measure(&mut model, &prompts, Some(&setup), &opts)?;
+        anyhow::ensure!(m == n, "guarded run generated {m} tokens, unguarded {n}");
+        guarded.push(g);
+        tokens = n;
+    }
+    let (plain, guarded) = (median(plain), median(guarded));
+    let mut table = vec![
+        Row {
+            method: "ours unguarded (KV cache)".into(),
+            items: a.prompts,
+            tokens,
+            seconds: plain,
+        },
+        Row {
+            method: "ours guarded, probe every token".into(),
+            items: a.prompts,
+            tokens,
+            seconds: guarded,
+        },
+    ];
+    if !a.skip_baseline {
+        let n = a.baseline_prompts.min(prompts.len());
+        let ids: Vec<Vec<u32>> = prompts[..n]
+            .iter()
+            .map(|p| {
+                Ok(model
+                    .files
+                    .encoder
+                    .encode(&model.files.format.generation_prompt(p)?)?
+                    .ids)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let input = std::env::temp_dir().join(format!("oc-bench-gen-{}.json", std::process::id()));
+        let spec = serde_json::json!({"prompts": ids, "new_tokens": a.new_tokens, "layer": probe.layer_index()});
+        std::fs::write(&input, serde_json::to_vec(&spec)?)?;
+        let hf = a
+            .hf_dir
+            .clone()
+            .unwrap_or_else(|| hf_dir(&model.files.dir, &model.files.manifest.source));
+        let res = run_json(
+            &a.python.clone().unwrap_or_else(default_python),
+            "benches/generate_baseline.py",
+            &[
+                "--hf-dir".into(),
+                hf.display().to_string(),
+                "--input".into(),
+                input.display().to_string(),
+            ],
+        )?;
+        let _ = std::fs::remove_file(&input);
+        for (key, name) in [
+            ("seed", "seed's guarded loop (no cache)"),
+            ("generate", "HF generate (KV cache)"),
+        ] {
+            let r = &res[key];
+            table.push(Row {
+                method: name.into(),
+                items: r["prompts"].as_u64().unwrap_or(0) as usize,
+                tokens: r["tokens"].as_u64().unwrap_or(0) as usize,
+                seconds: r["seconds"].as_f64().unwrap_or(f64::NAN),
+            });
+        }
+    }
+    let base: Vec<(&str, usize)> = if table.len() == 4 {
+        vec![("seed", 2), ("HF generate", 3)]
+    } else {
+        vec![]
+    };
+    print_table("prompts", &table, &base);
+    println!(
+        "probe overhead: {:+.2} % (median of {} alternating runs, {} tokens each)",
+        (guarded / plain - 1.0) * 100.0,
+        a.repeats.max(1),
+        tokens
+    );
+    Ok(())
 }
