@@ -3,6 +3,8 @@
 
 use anyhow::Context;
 use ndarray::Axis;
+use open_constitution::extract_job::{run_extract, ExtractJob};
+use open_constitution::model::Model;
 use open_constitution::probe::eval::select_rows;
 use open_constitution::probe::{evaluate, Probe, Split};
 use open_constitution::store_set::ActivationSet;
@@ -16,8 +18,27 @@ pub struct Args {
     pub probe: PathBuf,
     /// Activation stores to score (a store, a directory of shard stores, or several). They must
     /// come from the probe's model and hold its layer, with the same pooling.
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, num_args = 1.., required_unless_present = "data", conflicts_with = "data")]
     pub activations: Vec<PathBuf>,
+    /// Labelled JSONL to extract and score (e.g. data/xstest_eval.jsonl) instead of a store:
+    /// its activations at the probe's layer are extracted with --model into OUT/activations
+    /// (resumable), with the probe's pooling and prompt format.
+    #[arg(long, requires = "model")]
+    pub data: Option<PathBuf>,
+    /// Exported model folder for --data; it must be the probe's model (same weights hash).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// With --data: score a seeded, label-balanced sample of at most N rows.
+    #[arg(long)]
+    pub max_examples: Option<usize>,
+    /// With --data: truncation in tokens, as `extract --max-tokens`.
+    #[arg(long, default_value_t = 1024)]
+    pub max_tokens: usize,
+    /// With --data: padded tokens per batch, as `extract --batch-tokens`.
+    #[arg(long, default_value_t = 4096)]
+    pub batch_tokens: usize,
+    #[command(flatten)]
+    pub runtime: super::common::RuntimeArgs,
     /// Score only one split (by the rows' split labels, or by prompt hash when the store has
     /// none, exactly as `train` splits). Default: every row. On the store the probe was trained
     /// on, only `test` is unseen; `all` includes its training rows and overstates quality.
@@ -29,16 +50,60 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args, quiet: bool) -> anyhow::Result<()> {
     let probe = Probe::load(&args.probe)?;
-    let set = ActivationSet::open(&args.activations)?;
-    let out = args.out.unwrap_or_else(|| {
+    let out = args.out.clone().unwrap_or_else(|| {
         args.probe.join(match args.split {
             Some(s) => format!("eval-{}", s.as_str()),
             None => "eval".into(),
         })
     });
+    let stores = match &args.data {
+        Some(data) => vec![extract_for_probe(&args, &probe, data, &out, quiet)?],
+        None => args.activations.clone(),
+    };
+    let set = ActivationSet::open(&stores)?;
     report_on_store(&probe, &set, args.split, &out)
+}
+
+/// Extracts `data` at the probe's layer, pooling and prompt format into `out/activations`.
+fn extract_for_probe(
+    args: &Args,
+    probe: &Probe,
+    data: &Path,
+    out: &Path,
+    quiet: bool,
+) -> anyhow::Result<PathBuf> {
+    let spec = args.model.as_deref().context("--data needs --model")?;
+    let chat = probe.config().use_chat_template;
+    let mut model = Model::load(spec, chat, &args.runtime.options())?;
+    probe.check_model(&model.files.manifest, &model.files.manifest_sha256)?;
+    let store = out.join("activations");
+    let job = ExtractJob {
+        data: data.to_path_buf(),
+        out: store.clone(),
+        layers: probe.layer_index().to_string(),
+        pooling: probe.config().pooling,
+        batch_tokens: args.batch_tokens,
+        max_batch: 64,
+        max_examples: args.max_examples,
+        seed: 0,
+        max_tokens: Some(args.max_tokens),
+        skip_invalid: false,
+        shard: None,
+        rows_per_shard: 512,
+        progress: !quiet,
+    };
+    let s = run_extract(&mut model, &job)?;
+    eprintln!(
+        "extracted {} rows of {} ({} resumed) into {} in {:.1} s",
+        s.rows,
+        data.display(),
+        s.resumed_rows,
+        store.display(),
+        s.seconds
+    );
+    Ok(store)
 }
 
 /// Scores the store's rows (of `split`, or all) with `probe`, writes eval.json and the curves to

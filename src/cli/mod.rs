@@ -62,7 +62,7 @@ pub fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
         Command::Render(a) => render::run(a),
         Command::Train(a) => train::run(a),
         Command::Sweep(a) => sweep::run(a),
-        Command::Eval(a) => eval::run(a),
+        Command::Eval(a) => eval::run(a, quiet),
         Command::Generate(a) => generate::run(a),
     }
 }
