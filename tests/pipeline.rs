@@ -110,7 +110,7 @@ fn extract_train_eval_generate() {
         ["completed", "flagged", "paused"].contains(&v["status"].as_str().unwrap()),
         "{v}"
     );
-    assert!(v["probe_steps"].as_array().unwrap().len() >= 1);
+    assert!(!v["probe_steps"].as_array().unwrap().is_empty());
     assert!(v["timings"]["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
 
     let prompts = t.join("prompts.jsonl");
