@@ -47,6 +47,9 @@ pub struct Args {
     /// Print the result as JSON instead of streaming text.
     #[arg(long)]
     pub json: bool,
+    /// Also write the JSON result of --prompt to this file (while streaming text).
+    #[arg(long, conflicts_with = "prompts_file")]
+    pub save: Option<PathBuf>,
     /// Most new tokens to generate.
     #[arg(long, default_value_t = 128)]
     pub max_new_tokens: usize,
@@ -170,13 +173,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             setup.as_ref(),
             &opts,
         ),
-        None => run_one(
-            &mut model,
-            a.prompt.as_deref().unwrap_or_default(),
-            a.json,
-            setup.as_ref(),
-            &opts,
-        ),
+        None => {
+            let prompt = a.prompt.as_deref().unwrap_or_default();
+            let r = run_one(&mut model, prompt, a.json, setup.as_ref(), &opts)?;
+            if let Some(path) = &a.save {
+                let bytes = serde_json::to_vec_pretty(&r)?;
+                open_constitution::fsutil::write_bytes_atomic(path, &bytes)?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -186,7 +191,7 @@ fn run_one(
     json: bool,
     setup: Option<&GuardSetup<'_>>,
     opts: &GenerateOptions,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<GenerationResult> {
     let sink: Sink<'_> = if json {
         Box::new(|_: &str| {})
     } else {
@@ -198,14 +203,14 @@ fn run_one(
     let r = generate_batch(model, &[prompt.to_string()], setup, opts, vec![sink])?.remove(0);
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
-        return Ok(());
+        return Ok(r);
     }
     if r.status == open_constitution::generate::Status::Refused {
         println!("\n{}", r.response);
     }
     println!();
     eprintln!("{}", status_line(&r));
-    Ok(())
+    Ok(r)
 }
 
 /// One human-readable line about a result (stderr, after the text).
