@@ -9,6 +9,8 @@ py := "PYTHONPATH=export .venv/bin/python"
 model := env_var_or_default("OC_MODEL", "models/gemma-3-270m")
 runs := env_var_or_default("OC_RUNS", "runs")
 shared_data := env_var_or_default("OC_SHARED_DATA", "../shared/data")
+# The probe of `just train`, else the one `just demo` trained
+probe := if path_exists(runs / "probe/config.json") == "true" { runs / "probe" } else { runs / "demo/probe" }
 
 # List the recipes
 default:
@@ -62,3 +64,31 @@ prepare-data *flags: setup
 # Extract activations of the prepared data into runs/activations (resumable): just extract [--max-examples N ...]
 extract *flags: setup
     {{bin}} extract --model {{model}} --data data/training_data.jsonl --out {{runs}}/activations {{flags}}
+
+# Train and calibrate a probe on runs/activations: just train [--layer -4 ...]
+train *flags: setup
+    {{bin}} train --activations {{runs}}/activations --out {{runs}}/probe {{flags}}
+
+# Train one probe per stored layer and compare them (table, sweep.json, sweep.svg)
+sweep *flags: setup
+    {{bin}} sweep --activations {{runs}}/activations --out {{runs}}/sweep {{flags}}
+
+# Evaluate the probe on the held-out test split and on XSTest (over-blocking)
+eval *flags: setup
+    {{bin}} eval --probe {{runs}}/probe --activations {{runs}}/activations --split test --out {{runs}}/eval-test {{flags}}
+    {{bin}} eval --probe {{runs}}/probe --model {{model}} --data data/xstest_eval.jsonl --out {{runs}}/eval-xstest {{flags}}
+
+# Guarded generation with the default model and probe: just generate "PROMPT" [--json ...]
+generate prompt *flags: setup
+    {{bin}} generate --model {{model}} --probe {{probe}} --prompt {{quote(prompt)}} {{flags}}
+
+# Benchmarks on Gemma 3 270M (CPU) against Python baselines measured in the same run
+bench: setup setup-export gemma3-270m
+    test -f data/training_data.jsonl || just prepare-data
+    {{bin}} bench extract --model {{model}} --data data/training_data.jsonl --n 256 --baseline-n 64
+    test -f {{probe}}/config.json || (echo "bench generate needs a probe: run just demo (or just extract && just train) first" >&2; exit 2)
+    {{bin}} bench generate --model {{model}} --probe {{probe}} --prompts 4 --new-tokens 64
+
+# The main job end to end on Gemma 3 270M and real data (~30 min on 2 cores; OC_DEMO_EXAMPLES scales it)
+demo: setup setup-export
+    scripts/demo.sh

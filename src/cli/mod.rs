@@ -37,10 +37,6 @@ pub enum Command {
     Render(render::Args),
     /// Extract hidden-state activations of labelled exchanges into an activation store.
     Extract(extract::Args),
-    /// Merge activation stores (e.g. the shards of `extract --shard K/N`) into one.
-    Merge(merge::Args),
-    /// Measure throughput against Python baselines run in the same process tree.
-    Bench(bench::Args),
     /// Train a linear probe on one stored layer: regularization chosen on validation,
     /// thresholds calibrated for target false-positive rates, metrics on test.
     Train(train::Args),
@@ -50,6 +46,10 @@ pub enum Command {
     Eval(eval::Args),
     /// Generate with the probe guarding every step: text is shown only after it is judged.
     Generate(generate::Args),
+    /// Merge activation stores (e.g. the shards of `extract --shard K/N`) into one.
+    Merge(merge::Args),
+    /// Measure throughput against Python baselines run in the same process tree.
+    Bench(bench::Args),
 }
 
 /// Runs one subcommand.
