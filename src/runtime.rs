@@ -17,6 +17,28 @@ pub enum Device {
     TensorRt,
 }
 
+/// Whether decoding keeps the KV cache in device memory between steps (ONNX Runtime IoBinding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBindingMode {
+    /// On for CUDA and TensorRT, off for CPU (where host and device memory are the same).
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl IoBindingMode {
+    /// Resolves `Auto` for the provider that actually runs the graph.
+    pub fn enabled_for(self, provider: Device) -> bool {
+        match self {
+            IoBindingMode::Auto => provider != Device::Cpu,
+            IoBindingMode::On => true,
+            IoBindingMode::Off => false,
+        }
+    }
+}
+
 /// How to build sessions.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
@@ -35,6 +57,10 @@ pub struct RuntimeOptions {
     pub tf32: bool,
     /// Fail session creation if any node would run on CPU while a GPU provider is active.
     pub strict_placement: bool,
+    /// Decoding through IoBinding (KV cache stays in device memory).
+    pub io_binding: IoBindingMode,
+    /// Write ONNX Runtime's profile (per-node provider and time) with this path prefix.
+    pub profile: Option<PathBuf>,
 }
 
 impl Default for RuntimeOptions {
@@ -48,6 +74,8 @@ impl Default for RuntimeOptions {
             trt_cache: None,
             tf32: false,
             strict_placement: false,
+            io_binding: IoBindingMode::Auto,
+            profile: None,
         }
     }
 }
@@ -127,6 +155,12 @@ pub struct LoadedSession {
     pub session: Session,
     pub provider: Device,
     pub library: PathBuf,
+    /// GPU ordinal of the provider (0 on CPU).
+    pub device_id: i32,
+    /// Whether decoding uses IoBinding (resolved from [`IoBindingMode`] for `provider`).
+    pub io_binding: bool,
+    /// Whether ONNX Runtime profiling is on (see [`crate::profile`]).
+    pub profiling: bool,
 }
 
 /// Builds a session for `model` with the requested provider.
@@ -141,10 +175,27 @@ pub fn load_session(model: &Path, opts: &RuntimeOptions) -> Result<LoadedSession
     } else {
         tracing::info!("execution provider: {provider:?}");
     }
+    let io_binding = opts.io_binding.enabled_for(provider);
+    tracing::debug!(
+        io_binding,
+        "decode steps {}",
+        if io_binding {
+            "keep the KV cache in device memory (IoBinding)"
+        } else {
+            "move the KV cache as session outputs"
+        }
+    );
     Ok(LoadedSession {
         session,
         provider,
         library: lib.clone(),
+        device_id: if provider == Device::Cpu {
+            0
+        } else {
+            opts.device_id
+        },
+        io_binding,
+        profiling: opts.profile.is_some(),
     })
 }
 
@@ -161,6 +212,9 @@ fn build(
         .map_err(e)?;
     if opts.threads > 0 {
         builder = builder.with_intra_threads(opts.threads).map_err(e)?;
+    }
+    if let Some(prefix) = &opts.profile {
+        builder = builder.with_profiling(prefix).map_err(e)?;
     }
     let mut provider = Device::Cpu;
     if opts.device != Device::Cpu {
