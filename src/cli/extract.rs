@@ -1,6 +1,6 @@
 //! `extract`: hidden-state activations of labelled exchanges into an activation store.
 
-use super::common::{ModelArgs, RuntimeArgs};
+use super::common::{report_placement, ModelArgs, RuntimeArgs};
 use open_constitution::extract_job::{run_extract, ExtractJob};
 use open_constitution::model::Model;
 use open_constitution::select::ShardArg;
@@ -61,7 +61,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
-    let mut model = Model::load(&a.model.model, !a.model.no_chat_template, &a.runtime.options())?;
+    let mut model = Model::load(
+        &a.model.model,
+        !a.model.no_chat_template,
+        &a.runtime.options(),
+    )?;
     let job = ExtractJob {
         data: a.data,
         out: a.out.clone(),
@@ -79,7 +83,10 @@ pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
     };
     let s = run_extract(&mut model, &job)?;
     if s.read.skipped > 0 {
-        eprintln!("skipped {} invalid data lines (--skip-invalid)", s.read.skipped);
+        eprintln!(
+            "skipped {} invalid data lines (--skip-invalid)",
+            s.read.skipped
+        );
     }
     if s.resumed_rows > 0 {
         eprintln!("resumed: {} rows were already extracted", s.resumed_rows);
@@ -97,5 +104,5 @@ pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
         s.meta.layers,
         model.decoder.provider(),
     );
-    Ok(())
+    report_placement(&mut model.decoder)
 }
