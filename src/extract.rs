@@ -4,7 +4,7 @@
 //! Results go to an activation store shard by shard, so an interrupted run resumes.
 
 use crate::batch::{plan_batches, right_padded};
-use crate::decoder::{f32_view, Decoder, Want};
+use crate::decoder::{float_view, Decoder, FloatData, Want};
 use crate::error::{Error, Result};
 use crate::model::ModelFiles;
 use crate::store::{Pooling, RowMeta, StoreWriter};
@@ -100,21 +100,42 @@ pub fn forward_pooled(
         .iter()
         .zip(layers)
         .map(|(value, &layer)| {
-            let (shape, data) = f32_view(value)?;
+            let (shape, data) = float_view(value)?;
             if shape.len() != 3 || shape[0] != rows.len() || shape[2] != hidden {
                 return Err(Error::Extract(format!(
                     "hidden state {layer} has shape {shape:?}, expected [{}, seq, {hidden}]",
                     rows.len()
                 )));
             }
-            Ok(pool(&data, shape[1], hidden, rows, pooling))
+            // Only the pooled positions are read (and widened, for fp16 graphs).
+            Ok(match data {
+                FloatData::F32(d) => pool(d, shape[1], hidden, rows, pooling),
+                FloatData::F16(d) => pool(d, shape[1], hidden, rows, pooling),
+            })
         })
         .collect()
 }
 
+/// A hidden-state element that widens to f32.
+trait Widen: Copy {
+    fn widen(self) -> f32;
+}
+
+impl Widen for f32 {
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Widen for half::f16 {
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
 /// Pools `[batch, seq, hidden]` values per row.
-fn pool(
-    data: &[f32],
+fn pool<T: Widen>(
+    data: &[T],
     seq: usize,
     hidden: usize,
     rows: &[&PreparedRow],
@@ -125,13 +146,17 @@ fn pool(
         let at = |t: usize| &data[(b * seq + t) * hidden..(b * seq + t + 1) * hidden];
         let mut dst = out.row_mut(b);
         match pooling {
-            Pooling::Last => dst.assign(&ndarray::ArrayView1::from(at(row.ids.len() - 1))),
+            Pooling::Last => {
+                for (d, &v) in dst.iter_mut().zip(at(row.ids.len() - 1)) {
+                    *d = v.widen();
+                }
+            }
             Pooling::Mean => {
                 // Accumulate in f64: Gemma's residual stream reaches ~1e5.
                 let mut acc = vec![0f64; hidden];
                 for t in row.response.clone() {
                     for (a, &v) in acc.iter_mut().zip(at(t)) {
-                        *a += v as f64;
+                        *a += v.widen() as f64;
                     }
                 }
                 let n = row.response.len() as f64;
