@@ -37,7 +37,7 @@ fn run(
     Vec<String>,
 ) {
     let seen: Vec<Rc<RefCell<String>>> = prompts.iter().map(|_| Rc::default()).collect();
-    let sinks: Vec<Box<dyn FnMut(&str)>> = seen
+    let sinks: Vec<open_constitution::generate::Sink<'_>> = seen
         .iter()
         .map(|s| {
             let s = s.clone();
@@ -195,8 +195,7 @@ fn a_probe_built_to_fire_pauses_at_the_expected_step() {
     }
     // Fire at the last token whose feature is a new running maximum (index >= 1).
     let j = (1..f.len())
-        .filter(|&i| f[i] > f[..i].iter().cloned().fold(f32::MIN, f32::max))
-        .last()
+        .rfind(|&i| f[i] > f[..i].iter().cloned().fold(f32::MIN, f32::max))
         .expect("some running maximum after the first token");
     let prev_max = f[..j].iter().cloned().fold(f32::MIN, f32::max);
     let probe = FeatureProbe {
