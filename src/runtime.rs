@@ -214,6 +214,11 @@ fn build(
         builder = builder.with_intra_threads(opts.threads).map_err(e)?;
     }
     if let Some(prefix) = &opts.profile {
+        // ONNX Runtime opens the file now and silently writes nothing if its folder is missing.
+        if let Some(dir) = prefix.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|err| format!("cannot create {} for --profile: {err}", dir.display()))?;
+        }
         builder = builder.with_profiling(prefix).map_err(e)?;
     }
     let mut provider = Device::Cpu;
