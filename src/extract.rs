@@ -182,6 +182,25 @@ pub struct BatchSettings {
     pub max_batch: usize,
 }
 
+/// Runs the first `n` planned batches and discards their results: one-time device setup (kernel
+/// selection, memory-pool growth to the largest batch, which the plan puts first) then stays out
+/// of a timed run.
+pub fn warm_up(
+    decoder: &mut Decoder,
+    pad_id: u32,
+    rows: &[PreparedRow],
+    settings: &BatchSettings,
+    n: usize,
+) -> Result<()> {
+    let lengths: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
+    let plan = plan_batches(&lengths, settings.batch_tokens, settings.max_batch);
+    for batch in plan.iter().take(n) {
+        let todo: Vec<&PreparedRow> = batch.iter().map(|&i| &rows[i]).collect();
+        forward_pooled(decoder, &todo, &settings.layers, settings.pooling, pad_id)?;
+    }
+    Ok(())
+}
+
 /// Extracts `rows` (already prepared, in any order) into `writer`, resuming after the rows it
 /// already holds. Rows are processed in the deterministic length-sorted plan order.
 pub fn extract_into(
