@@ -1,5 +1,6 @@
 //! Subcommand definitions and dispatch; each subcommand lives in its own file.
 
+mod bench_decode;
 mod common;
 mod extract;
 mod prepare;
@@ -31,6 +32,8 @@ pub enum Command {
     Render(render::Args),
     /// Extract hidden-state activations of labelled exchanges into an activation store.
     Extract(extract::Args),
+    /// Benchmark decoding at batch 1: tokens/s unguarded and guarded by a random probe.
+    BenchDecode(bench_decode::Args),
 }
 
 /// Runs one subcommand.
@@ -39,6 +42,7 @@ pub fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
         Command::Extract(a) => extract::run(a, quiet),
         Command::PrepareData(a) => prepare::run(a),
         Command::Render(a) => render::run(a),
+        Command::BenchDecode(a) => bench_decode::run(a),
     }
 }
 
