@@ -12,7 +12,7 @@ use crate::batch::BatchInputs;
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::manifest::Manifest;
-use crate::runtime::{Device, LoadedSession};
+use crate::runtime::{Device, LoadedSession, RuntimeOptions};
 use ort::session::{OutputSelector, RunOptions, Session, SessionInputValue};
 use ort::value::{DynValue, Tensor, TensorElementType};
 use std::borrow::Cow;
@@ -40,12 +40,15 @@ pub struct Decoder {
     session: Session,
     manifest: Manifest,
     provider: Device,
-    device_id: i32,
+    /// How sessions of this decoder are built (for the pooling graph).
+    runtime: RuntimeOptions,
     run_options: Vec<(Want, RunOptions<ort::session::HasSelectedOutputs>)>,
     /// Whether [`Decoder::run_step`] goes through IoBinding.
     io_binding: bool,
     /// Created at the first bound run and reused.
     binding: Option<binding::Bound>,
+    /// The pooling graph of [`Decoder::pooled_on_device`], built at its first use.
+    pool: Option<crate::pool::DevicePool>,
     profiling: bool,
 }
 
@@ -57,10 +60,11 @@ impl Decoder {
             session: loaded.session,
             manifest,
             provider: loaded.provider,
-            device_id: loaded.device_id,
+            runtime: loaded.resolved,
             run_options: Vec::new(),
             io_binding: loaded.io_binding,
             binding: None,
+            pool: None,
             profiling: loaded.profiling,
         })
     }

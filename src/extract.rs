@@ -8,7 +8,7 @@ use crate::decoder::{float_view, Decoder, FloatData, Want};
 use crate::error::{Error, Result};
 use crate::model::ModelFiles;
 use crate::store::{Pooling, RowMeta, StoreWriter};
-use ndarray::Array2;
+use ndarray::{Array2, Array3};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -88,6 +88,11 @@ pub fn forward_pooled(
 ) -> Result<Vec<Array2<f32>>> {
     let seqs: Vec<&[u32]> = rows.iter().map(|r| r.ids.as_slice()).collect();
     let inputs = right_padded(&seqs, pad_id);
+    if decoder.uses_io_binding() {
+        // Hidden states stay on the device; only the pooled rows come back.
+        let (select, scale) = selection(rows, inputs.input_ids.ncols(), pooling);
+        return decoder.pooled_on_device(inputs, layers, select, scale);
+    }
     let past = decoder.empty_cache(rows.len())?;
     let want = Want {
         logits: false,
@@ -114,6 +119,24 @@ pub fn forward_pooled(
             })
         })
         .collect()
+}
+
+/// The positions each row pools (`[rows, seq, 1]`) and 1 / their count (`[rows, 1]`), for
+/// [`Decoder::pooled_on_device`]; the same positions as [`pool`] reads.
+fn selection(rows: &[&PreparedRow], seq: usize, pooling: Pooling) -> (Array3<bool>, Array2<f32>) {
+    let mut select = Array3::from_elem((rows.len(), seq, 1), false);
+    let mut scale = Array2::zeros((rows.len(), 1));
+    for (b, row) in rows.iter().enumerate() {
+        let span = match pooling {
+            Pooling::Last => row.ids.len() - 1..row.ids.len(),
+            Pooling::Mean => row.response.clone(),
+        };
+        scale[[b, 0]] = 1.0 / span.len() as f32;
+        for t in span {
+            select[[b, t, 0]] = true;
+        }
+    }
+    (select, scale)
 }
 
 /// A hidden-state element that widens to f32.

@@ -13,6 +13,7 @@ pub mod guard;
 pub mod kv_cache;
 pub mod manifest;
 pub mod model;
+pub mod pool;
 pub mod profile;
 pub mod prompt;
 pub mod runtime;

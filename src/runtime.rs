@@ -2,7 +2,8 @@
 //! provider (CPU, CUDA, TensorRT) without silent fallbacks, and building sessions.
 
 use crate::error::{Error, Result};
-use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::Session;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -17,7 +18,8 @@ pub enum Device {
     TensorRt,
 }
 
-/// Whether decoding keeps the KV cache in device memory between steps (ONNX Runtime IoBinding).
+/// Whether the graph's outputs stay in device memory where they can (ONNX Runtime IoBinding):
+/// the KV cache between decode steps, and hidden states until they are pooled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IoBindingMode {
@@ -155,8 +157,9 @@ pub struct LoadedSession {
     pub session: Session,
     pub provider: Device,
     pub library: PathBuf,
-    /// GPU ordinal of the provider (0 on CPU).
-    pub device_id: i32,
+    /// The options as resolved: `device` is the provider that runs, fallback and profiling off.
+    /// Sessions for graphs built in code ([`session_from_model`]) use them.
+    pub resolved: RuntimeOptions,
     /// Whether decoding uses IoBinding (resolved from [`IoBindingMode`] for `provider`).
     pub io_binding: bool,
     /// Whether ONNX Runtime profiling is on (see [`crate::profile`]).
@@ -189,10 +192,16 @@ pub fn load_session(model: &Path, opts: &RuntimeOptions) -> Result<LoadedSession
         session,
         provider,
         library: lib.clone(),
-        device_id: if provider == Device::Cpu {
-            0
-        } else {
-            opts.device_id
+        resolved: RuntimeOptions {
+            device: provider,
+            device_id: if provider == Device::Cpu {
+                0
+            } else {
+                opts.device_id
+            },
+            allow_cpu_fallback: false,
+            profile: None,
+            ..opts.clone()
         },
         io_binding,
         profiling: opts.profile.is_some(),
@@ -205,7 +214,30 @@ fn build(
     env: &ort::environment::Environment,
     lib: &Path,
 ) -> std::result::Result<(Session, Device), String> {
-    let e = |err: ort::Error<ort::session::builder::SessionBuilder>| err.to_string();
+    let (mut builder, provider) = configured_builder(opts, env, lib)?;
+    let session = builder
+        .commit_from_file(model)
+        .map_err(|err| format!("cannot load the graph {}: {err}", model.display()))?;
+    Ok((session, provider))
+}
+
+/// Builds a session for a graph made in code (e.g. [`crate::pool`]'s) with `opts`, normally a
+/// [`LoadedSession::resolved`], so it runs on the same provider as the decoder.
+pub fn session_from_model(model: ort::editor::Model, opts: &RuntimeOptions) -> Result<Session> {
+    let (lib, env) = environment(opts)?;
+    let (builder, _) = configured_builder(opts, env, lib).map_err(Error::Runtime)?;
+    model
+        .into_session(&builder)
+        .map_err(|e| Error::Runtime(format!("cannot build a session for a generated graph: {e}")))
+}
+
+/// A session builder with threads, profiling and the execution provider set up.
+fn configured_builder(
+    opts: &RuntimeOptions,
+    env: &ort::environment::Environment,
+    lib: &Path,
+) -> std::result::Result<(SessionBuilder, Device), String> {
+    let e = |err: ort::Error<SessionBuilder>| err.to_string();
     let mut builder = Session::builder(env)
         .map_err(|x| x.to_string())?
         .with_optimization_level(GraphOptimizationLevel::All)
@@ -234,15 +266,12 @@ fn build(
             builder = builder.with_disable_cpu_fallback().map_err(e)?;
         }
     }
-    let session = builder
-        .commit_from_file(model)
-        .map_err(|err| format!("cannot load the graph {}: {err}", model.display()))?;
-    Ok((session, provider))
+    Ok((builder, provider))
 }
 
 /// Registers CUDA or TensorRT, with an error that names the missing library.
 fn register_gpu(
-    builder: &mut ort::session::builder::SessionBuilder,
+    builder: &mut SessionBuilder,
     opts: &RuntimeOptions,
     lib: &Path,
 ) -> std::result::Result<(), String> {

@@ -2,8 +2,9 @@
 //! process): `--device cuda` with the CPU build names the GPU build and `just setup-gpu`; the GPU
 //! build on a machine without CUDA names `libcublasLt.so.13`; `--device tensorrt` names
 //! `libnvinfer`; `--allow-cpu-fallback` runs on CPU with the results of a CPU run and says so;
-//! `--profile` prints the node placement. Cases that need the GPU build skip (with the reason
-//! printed) when `scripts/setup-ort.sh gpu` has not installed it.
+//! `--profile` prints the node placement; `--io-binding on` (the GPU default, pooling on the
+//! device) extracts the store of `--io-binding off`. Cases that need the GPU build skip (with
+//! the reason printed) when `scripts/setup-ort.sh gpu` has not installed it.
 
 mod common;
 
@@ -179,4 +180,35 @@ fn profile_prints_the_node_placement() {
         .unwrap()
         .collect();
     assert_eq!(files.len(), 1, "one profile file");
+}
+
+#[test]
+fn io_binding_on_extracts_what_io_binding_off_extracts() {
+    let Some(cpu) = library("cpu") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    for (mode, pooling) in [
+        ("on", "last"),
+        ("off", "last"),
+        ("on", "mean"),
+        ("off", "mean"),
+    ] {
+        let out = tmp.path().join(format!("{mode}-{pooling}"));
+        let o = extract(&cpu, &out, &["--io-binding", mode, "--pooling", pooling]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for pooling in ["last", "mean"] {
+        let on = ActivationStore::open(&tmp.path().join(format!("on-{pooling}"))).unwrap();
+        let off = ActivationStore::open(&tmp.path().join(format!("off-{pooling}"))).unwrap();
+        for layer in off.meta().layers.clone() {
+            let (a, b) = (
+                on.layer_matrix(layer).unwrap(),
+                off.layer_matrix(layer).unwrap(),
+            );
+            let d = max_scaled_diff(a.as_slice().unwrap(), b.as_slice().unwrap());
+            assert!(
+                d < 1e-6,
+                "{pooling} layer {layer}: pooled on the device differs by {d}"
+            );
+        }
+    }
 }

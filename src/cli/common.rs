@@ -54,10 +54,10 @@ pub struct RuntimeArgs {
     /// this off; --profile shows which nodes those are.
     #[arg(long)]
     pub strict_placement: bool,
-    /// Decode through ONNX Runtime IoBinding so the KV cache stays in device memory between
-    /// steps and only logits and the probe layer's hidden state come back to the host. `auto`:
-    /// on for cuda/tensorrt, off for cpu (where it gives the same results at the same speed).
-    /// Extraction does not use it (it has no cache to keep).
+    /// Use ONNX Runtime IoBinding: decoding keeps the KV cache in device memory between steps
+    /// (only logits and the probe layer's hidden state come back to the host), and extraction
+    /// pools hidden states on the device (only the pooled rows come back). `auto`: on for
+    /// cuda/tensorrt, off for cpu, where both ways give the same results.
     #[arg(long, value_enum, default_value_t = IoBindingMode::Auto, env = "OC_IO_BINDING")]
     pub io_binding: IoBindingMode,
     /// Profile ONNX Runtime: write its trace (every node run, with its provider and time) to

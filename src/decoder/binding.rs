@@ -10,9 +10,12 @@ use super::{take_outputs, token_inputs, Decoder, Outputs, Want};
 use crate::batch::BatchInputs;
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
+use crate::pool::DevicePool;
 use crate::runtime::Device;
+use ndarray::{Array2, Array3};
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{IoBinding, Session};
+use ort::value::DynValue;
 
 /// The binding of one session and the two memories it binds outputs to.
 pub(super) struct Bound {
@@ -54,7 +57,7 @@ impl Bound {
 impl Decoder {
     /// The memory `present.*` outputs live in under IoBinding.
     pub fn kv_memory(&self) -> Result<MemoryInfo<'static>> {
-        device_memory(self.provider, self.device_id)
+        device_memory(self.provider, self.runtime.device_id)
     }
 
     /// Like [`Decoder::run`], through IoBinding: `past` (moved in) is bound as-is, `present.*`
@@ -65,8 +68,67 @@ impl Decoder {
         past: KvCache,
         want: &Want,
     ) -> Result<Outputs> {
+        self.run_bound_to(inputs, past, want, false)
+    }
+
+    /// The hidden states `layers` of a prefill from an empty cache, left in device memory (for
+    /// [`crate::pool::DevicePool`]); no logits, no cache.
+    pub fn hidden_on_device(
+        &mut self,
+        inputs: BatchInputs,
+        layers: &[usize],
+    ) -> Result<Vec<DynValue>> {
+        let batch = inputs.input_ids.nrows();
+        let want = Want {
+            logits: false,
+            hidden: layers.to_vec(),
+            present: false,
+        };
+        let past = self.empty_cache(batch)?;
+        Ok(self.run_bound_to(inputs, past, &want, true)?.hidden)
+    }
+
+    /// Runs `inputs` and pools the hidden states `layers` on the device (see [`crate::pool`]):
+    /// `select` `[rows, seq, 1]` marks the positions of each row, `scale` `[rows, 1]` is 1 / their
+    /// count. Returns one `[rows, hidden]` matrix per layer; only these cross to the host.
+    pub fn pooled_on_device(
+        &mut self,
+        inputs: BatchInputs,
+        layers: &[usize],
+        select: Array3<bool>,
+        scale: Array2<f32>,
+    ) -> Result<Vec<Array2<f32>>> {
+        let hidden = self.hidden_on_device(inputs, layers)?;
+        let dtype = match hidden.first().and_then(|v| v.dtype().tensor_type()) {
+            Some(t) => t,
+            None => return Ok(Vec::new()),
+        };
+        if !self
+            .pool
+            .as_ref()
+            .is_some_and(|p| p.fits(layers.len(), dtype))
+        {
+            let width = self.manifest.hidden_size;
+            self.pool = Some(DevicePool::new(&self.runtime, layers.len(), dtype, width)?);
+        }
+        let pool = self.pool.as_mut().expect("built above");
+        pool.pool(&hidden, select, scale)
+    }
+
+    /// The bound run; `hidden_on_device` binds hidden states to device memory instead of host.
+    fn run_bound_to(
+        &mut self,
+        inputs: BatchInputs,
+        past: KvCache,
+        want: &Want,
+        hidden_on_device: bool,
+    ) -> Result<Outputs> {
         if self.binding.is_none() {
-            self.binding = Some(Bound::new(&self.session, self.provider, self.device_id)?);
+            self.binding = Some(Bound::new(
+                &self.session,
+                self.provider,
+                self.runtime.device_id,
+            )?);
         }
         let Decoder {
             session,
@@ -88,8 +150,9 @@ impl Decoder {
             b.io.bind_output_to_device(m.logits.name.as_str(), &b.host)
                 .map_err(bind)?;
         }
+        let hidden_memory = if hidden_on_device { &b.kv } else { &b.host };
         for &h in &want.hidden {
-            b.io.bind_output_to_device(m.hidden_output(h)?, &b.host)
+            b.io.bind_output_to_device(m.hidden_output(h)?, hidden_memory)
                 .map_err(bind)?;
         }
         if want.present {
