@@ -241,6 +241,10 @@ fn configured_builder(
     let mut builder = Session::builder(env)
         .map_err(|x| x.to_string())?
         .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(e)?
+        // A memory pattern is traced per set of input shapes and only pays off when shapes repeat;
+        // every decode step (and most extraction batches) has shapes of its own.
+        .with_memory_pattern(false)
         .map_err(e)?;
     if opts.threads > 0 {
         builder = builder.with_intra_threads(opts.threads).map_err(e)?;
