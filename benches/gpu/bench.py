@@ -119,6 +119,17 @@ class Bench:
         if os.environ.get("ORT_LD_LIBRARY_PATH"):
             self.rs_env["LD_LIBRARY_PATH"] = os.environ["ORT_LD_LIBRARY_PATH"]
         self.gpu = a.device != "cpu"
+        self.deadline = time.monotonic() + a.budget if a.budget else None
+
+    def timeout(self, limit):
+        """A stage's time limit: its own, cut so the whole run ends --budget seconds after it began (with 20 s
+        left for the report)."""
+        if self.deadline is None:
+            return limit
+        left = self.deadline - time.monotonic() - 20
+        if left < 15:
+            raise RuntimeError("skipped: the --budget is spent")
+        return min(limit, left)
 
     def save(self, name, value):
         (self.results / f"{name}.json").write_text(json.dumps(value, indent=2) + "\n")
@@ -133,7 +144,7 @@ class Bench:
         shutil.rmtree(self.work / "onnx", ignore_errors=True)  # an export of another model
         cmd = self.py + [HERE / "make_model.py", self.work / "src", "--seed", "0",
                          "--device", "cuda" if self.gpu else "cpu"] + (["--tiny"] if self.a.tiny else [])
-        _, err, wall, *_ = run(cmd, env=self.py_env, timeout=self.a.stage_timeout)
+        _, err, wall, *_ = run(cmd, env=self.py_env, timeout=self.timeout(self.a.stage_timeout))
         log(f"model built in {wall:.0f} s")
         return json.loads(meta.read_text())
 
@@ -145,7 +156,7 @@ class Bench:
         shutil.rmtree(self.work / "onnx", ignore_errors=True)
         _, err, wall, rss, _ = run(self.py + ["-m", "oc_export", "export", self.work / "src", self.work / "onnx",
                                               "--dtype", "fp16", "--no-goldens"], env=self.py_env,
-                                   timeout=self.a.export_timeout)
+                                   timeout=self.timeout(self.a.export_timeout))
         log(err.strip().splitlines()[-1] if err.strip() else "exported")
         self.save("export", {"seconds": wall, "peak_rss_gib": rss})
         return True
@@ -171,7 +182,7 @@ class Bench:
                "--max-batch", self.a.max_batch, "--warmup-batches", self.a.warmup_batches]
         if not self.a.no_profile:
             cmd += ["--profile", prefix]
-        out, err, wall, rss, gpu = run(cmd, env=self.rs_env, timeout=self.a.stage_timeout, gpu=self.gpu)
+        out, err, wall, rss, gpu = run(cmd, env=self.rs_env, timeout=self.timeout(self.a.stage_timeout), gpu=self.gpu)
         m = EXTRACT_LINE.search(out)
         if not m:
             raise RuntimeError(f"unexpected extract output: {out!r}")
@@ -193,7 +204,7 @@ class Bench:
         cmd = [self.a.bin, "-q", "bench-decode", *self.rt_args(), "--prompts-file",
                self.work / "data" / "prompts.txt", "--max-prompts", self.a.gen_prompts, "--max-new-tokens",
                self.a.new_tokens, "--compare-io-binding", "--json", self.results / "decode.json"]
-        _, _, wall, rss, gpu = run(cmd, env=self.rs_env, timeout=self.a.stage_timeout, gpu=self.gpu)
+        _, _, wall, rss, gpu = run(cmd, env=self.rs_env, timeout=self.timeout(self.a.stage_timeout), gpu=self.gpu)
         d = json.loads((self.results / "decode.json").read_text())
         return self.save("decode", d | {"wall_seconds_with_load": wall, "peak_gpu_gib": gpu, "peak_rss_gib": rss})
 
@@ -202,7 +213,7 @@ class Bench:
                          "--device", "cuda" if self.gpu else "cpu", "--batch-sizes", self.a.hf_batch_sizes,
                          "--seed-examples", self.a.seed_examples, "--gen-prompts", self.a.hf_gen_prompts,
                          "--new-tokens", self.a.hf_new_tokens]
-        out, *_ = run(cmd, env=self.py_env, timeout=self.a.stage_timeout)
+        out, *_ = run(cmd, env=self.py_env, timeout=self.timeout(self.a.stage_timeout))
         return self.save("hf", json.loads(out.strip().splitlines()[-1]))
 
 
@@ -239,6 +250,8 @@ def main() -> None:
     ap.add_argument("--serial", action="store_true",
                     help="run the transformers baselines after the export, not during it (the export is CPU-bound "
                          "on 2 threads; the baselines are GPU-bound)")
+    ap.add_argument("--budget", type=int, default=None,
+                    help="seconds for the whole run: stages are cut or skipped so a report comes out in time")
     ap.add_argument("--stage-timeout", type=int, default=240)
     ap.add_argument("--export-timeout", type=int, default=420)
     a = ap.parse_args()
@@ -247,9 +260,14 @@ def main() -> None:
             setattr(a, key, tiny if a.tiny else full)
     b, skip, errors = Bench(a), set(a.skip.split(",")), {}
     started = time.monotonic()
-    meta = b.model()
-    log(f"model: {meta['params'] / 1e9:.3g}B parameters, {meta['flops_per_token'] / 1e9:.3g} GFLOP/token")
-    log(f"workload: {b.data(meta['config']['vocab_size'])}")
+    try:
+        meta = b.model()
+        log(f"model: {meta['params'] / 1e9:.3g}B parameters, {meta['flops_per_token'] / 1e9:.3g} GFLOP/token")
+        log(f"workload: {b.data(meta['config']['vocab_size'])}")
+    except (RuntimeError, OSError, ValueError, KeyError) as exc:
+        log(f"model FAILED: {exc}")
+        b.save("errors", {"model": str(exc)})
+        sys.exit(1)
     hf = threading.Thread(target=attempt, args=("hf", b.hf, errors))
     overlap = "hf" not in skip and not a.serial
     if overlap:
