@@ -9,7 +9,7 @@ on the same machine, measurements always rerun):
   decode   open-constitution bench-decode (batch 1; unguarded, guarded, guarded without IoBinding)
   hf       hf_baselines.py (transformers batched bf16, the seed's loop, HF generate); by default it runs while the
            export runs (the export is CPU-bound on 2 threads, the baselines GPU-bound), --serial runs it after
-The extract is profiled by ONNX Runtime (--profile): its node placement per provider is printed and reported.
+  placement  open-constitution extract --profile on 8 rows: which provider ran each node (last: the budget may skip it)
 A failing stage is reported and the stages that do not need it still run.
 """
 
@@ -172,33 +172,37 @@ class Bench:
         return ["--device", self.a.device, "--model", self.work / "onnx"]
 
     def extract(self, flops_per_token):
-        """The timed extract, profiled: ONNX Runtime's profile costs ~1 % on large batches and proves the node
-        placement without a second session load."""
-        out_dir, prefix = self.work / "acts", self.work / "profile" / "extract"
+        """The timed extract (not profiled: with CUDA, ONNX Runtime's profiler may trace every kernel)."""
+        out_dir = self.work / "acts"
         shutil.rmtree(out_dir, ignore_errors=True)
-        shutil.rmtree(prefix.parent, ignore_errors=True)
         cmd = [self.a.bin, "-q", "extract", *self.rt_args(), "--data", self.work / "data" / "data.jsonl",
                "--out", out_dir, "--layers", self.a.layers, "--batch-tokens", self.a.batch_tokens,
                "--max-batch", self.a.max_batch, "--warmup-batches", self.a.warmup_batches]
-        if not self.a.no_profile:
-            cmd += ["--profile", prefix]
-        out, err, wall, rss, gpu = run(cmd, env=self.rs_env, timeout=self.timeout(self.a.stage_timeout), gpu=self.gpu)
+        out, _, wall, rss, gpu = run(cmd, env=self.rs_env, timeout=self.timeout(self.a.stage_timeout), gpu=self.gpu)
         m = EXTRACT_LINE.search(out)
         if not m:
             raise RuntimeError(f"unexpected extract output: {out!r}")
         # The rates carry more digits than the printed seconds.
         rows, tokens, tokens_per_s = int(m[1]), int(m[2]), float(m[4])
         secs = tokens / tokens_per_s
-        if "node placement" in err:
-            placement = err[err.find("node placement"):].strip()
-            log(placement)
-            self.save("placement", {"report": placement})
         return self.save("extract", {
             "examples": rows, "tokens": tokens, "seconds": secs, "wall_seconds_with_load": wall,
             "examples_per_s": rows / secs, "tokens_per_s": tokens / secs,
             "tflops": tokens * flops_per_token / secs / 1e12, "peak_gpu_gib": gpu, "peak_rss_gib": rss,
             "layers": self.a.layers, "batch_tokens": self.a.batch_tokens, "max_batch": self.a.max_batch,
-            "warmup_batches": self.a.warmup_batches, "profiled": not self.a.no_profile, "line": out.strip()})
+            "warmup_batches": self.a.warmup_batches, "line": out.strip()})
+
+    def placement(self):
+        """Which provider runs each node: a small extract (8 rows, all layers) with ONNX Runtime's profile."""
+        out_dir, prefix = self.work / "acts-profiled", self.work / "profile" / "extract"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.rmtree(prefix.parent, ignore_errors=True)
+        cmd = [self.a.bin, "-q", "extract", *self.rt_args(), "--data", self.work / "data" / "data.jsonl",
+               "--out", out_dir, "--max-examples", "8", "--profile", prefix]
+        _, err, *_ = run(cmd, env=self.rs_env, timeout=self.timeout(self.a.stage_timeout))
+        placement = err[err.find("node placement"):].strip()
+        log(placement)
+        return self.save("placement", {"report": placement})
 
     def decode(self):
         cmd = [self.a.bin, "-q", "bench-decode", *self.rt_args(), "--prompts-file",
@@ -230,7 +234,7 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="tiny E2B-like model and few examples (CPU dry run)")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--work", default="/tmp/ocbench")
-    ap.add_argument("--out", default=None, help="copy results and the report here")
+    ap.add_argument("--out", default=None, help="write results.json (every stage) and report.md here")
     ap.add_argument("--bin", default=str(REPO / "target" / "release" / "open-constitution"))
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--workload", default=str(HERE / "workload_gemma3_tokens.json"))
@@ -239,14 +243,13 @@ def main() -> None:
     ap.add_argument("--batch-tokens", type=int, default=None, help="our extract's (16384; tiny 4096)")
     ap.add_argument("--max-batch", type=int, default=None, help="our extract's (128; tiny 16)")
     ap.add_argument("--warmup-batches", type=int, default=1, help="untimed extract batches first (GPU setup)")
-    ap.add_argument("--no-profile", action="store_true", help="do not profile the extract (no node placement)")
     ap.add_argument("--gen-prompts", type=int, default=4)
     ap.add_argument("--hf-gen-prompts", type=int, default=2)
     ap.add_argument("--new-tokens", type=int, default=None, help="tokens per prompt and mode, ours (128; tiny 16)")
     ap.add_argument("--hf-new-tokens", type=int, default=None, help="tokens per prompt, HF generate (64; tiny 16)")
     ap.add_argument("--hf-batch-sizes", default=None, help="transformers batch sizes (64,128; tiny 8,16)")
     ap.add_argument("--seed-examples", type=int, default=None, help="examples for the seed's loop (64; tiny 8)")
-    ap.add_argument("--skip", default="", help="comma list of stages to skip: extract,decode,hf")
+    ap.add_argument("--skip", default="", help="comma list of stages to skip: extract,decode,placement,hf")
     ap.add_argument("--serial", action="store_true",
                     help="run the transformers baselines after the export, not during it (the export is CPU-bound "
                          "on 2 threads; the baselines are GPU-bound)")
@@ -283,14 +286,17 @@ def main() -> None:
             attempt("extract", lambda: b.extract(meta["flops_per_token"]), errors)
         if "decode" not in skip:
             attempt("decode", b.decode, errors)
+        if "placement" not in skip:
+            attempt("placement", b.placement, errors)
     b.save("errors", errors)
     b.save("run", {"total_seconds": time.monotonic() - started, "overlap_hf_with_export": overlap and any(exported),
                    "args": vars(a)})
     subprocess.run([a.python, HERE / "report.py", b.results], check=False)
-    if a.out:
+    if a.out:  # two files: the device tool brings back at most 8
         Path(a.out).mkdir(parents=True, exist_ok=True)
-        for f in b.results.glob("*"):
-            shutil.copy(f, Path(a.out) / f.name)
+        merged = {f.stem: json.loads(f.read_text()) for f in sorted(b.results.glob("*.json"))}
+        (Path(a.out) / "results.json").write_text(json.dumps(merged, indent=2) + "\n")
+        shutil.copy(b.results / "report.md", Path(a.out) / "report.md")
     sys.exit(1 if errors else 0)
 
 

@@ -85,7 +85,7 @@ def main() -> None:
             ratios.append(f"IoBinding vs plain runs (guarded decode): {r:.2f}x")
     out += ["", "## Ratios", ""] + [f"- {r}" for r in ratios]
     if placement:
-        out += ["", "## Node placement (ONNX Runtime profile of the timed extract)", "", "```", placement["report"], "```"]
+        out += ["", "## Node placement (ONNX Runtime profile of an 8-row extract)", "", "```", placement["report"], "```"]
     notes = []
     if ex:
         notes.append(f"extract: {ex['examples']} examples, {ex['tokens']:,} tokens, layers `{ex['layers']}`, "
@@ -96,8 +96,6 @@ def main() -> None:
                      f"IoBinding {dec['io_binding']}, probe layer {dec['probe_layer']}")
     if hf:
         notes.append(f"transformers side: torch {hf['torch']}, {hf['dtype']}, load {hf['load_seconds']:.0f} s")
-    if ex and ex.get("profiled"):
-        notes.append("the timed extract ran with ONNX Runtime profiling on (node placement; ~1 % slower)")
     if run:
         notes.append(f"whole run {run['total_seconds']:.0f} s"
                      + ("; the transformers baselines ran while the export ran" if run.get("overlap_hf_with_export")

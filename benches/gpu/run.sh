@@ -12,7 +12,7 @@
 # target/release/open-constitution), ORT_DYLIB_PATH (libonnxruntime.so.1.31.1), ORT_LD_LIBRARY_PATH (set as
 # LD_LIBRARY_PATH for our binary only: the host's Python breaks with it), WHEELS (a folder of .whl files that are
 # installed into /tmp/oc-site first and put on PYTHONPATH: optimum, optimum-onnx, transformers 5.24),
-# OUT (copy the results and report.md there). Work files go to --work (default /tmp/ocbench); a rerun on the same
+# OUT (write results.json and report.md there). Work files go to --work (default /tmp/ocbench); a rerun on the same
 # machine reuses the finished model, export and data and reruns only the measurements.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
