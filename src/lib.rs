@@ -24,5 +24,6 @@ pub mod store_set;
 pub mod template;
 pub mod tensors;
 pub mod tokenize;
+pub mod trt_profile;
 
 pub use error::{Error, Result};

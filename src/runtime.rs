@@ -63,6 +63,8 @@ pub struct RuntimeOptions {
     pub io_binding: IoBindingMode,
     /// Write ONNX Runtime's profile (per-node provider and time) with this path prefix.
     pub profile: Option<PathBuf>,
+    /// TensorRT optimization profiles for the dynamic dimensions (set from the manifest).
+    pub trt_profiles: Option<crate::trt_profile::TrtProfiles>,
 }
 
 impl Default for RuntimeOptions {
@@ -78,6 +80,7 @@ impl Default for RuntimeOptions {
             strict_placement: false,
             io_binding: IoBindingMode::Auto,
             profile: None,
+            trt_profiles: None,
         }
     }
 }
@@ -201,6 +204,8 @@ pub fn load_session(model: &Path, opts: &RuntimeOptions) -> Result<LoadedSession
             },
             allow_cpu_fallback: false,
             profile: None,
+            // The decoder's profiles name the decoder's inputs; other graphs get their own.
+            trt_profiles: None,
             ..opts.clone()
         },
         io_binding,
@@ -308,6 +313,13 @@ fn register_gpu(
             .with_engine_cache_path(cache.display())
             .with_timing_cache(true)
             .with_timing_cache_path(cache.display());
+        let trt = match &opts.trt_profiles {
+            Some(p) => trt
+                .with_profile_min_shapes(&p.min)
+                .with_profile_opt_shapes(&p.opt)
+                .with_profile_max_shapes(&p.max),
+            None => trt,
+        };
         trt.register(builder).map_err(|err| {
             format!(
                 "the TensorRT provider could not load: {err}. TensorRT needs libnvinfer.so.10 and \

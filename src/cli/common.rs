@@ -80,6 +80,7 @@ impl RuntimeArgs {
             strict_placement: self.strict_placement,
             io_binding: self.io_binding,
             profile: self.profile.clone(),
+            trt_profiles: None,
         }
     }
 }
