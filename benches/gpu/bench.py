@@ -6,6 +6,7 @@ Stages (each one's result is a JSON file under WORK/results/; finished model, ex
 on the same machine, measurements always rerun):
   model    make_model.py -> WORK/src              export   oc_export export --dtype fp16 -> WORK/onnx
   data     make_data.py -> WORK/data              extract  open-constitution extract (all layers, timed)
+  parity   parity.py: our extract on this device vs the PyTorch goldens of the committed tiny models (fp32, fp16)
   decode   open-constitution bench-decode (batch 1; unguarded, guarded, guarded without IoBinding)
   hf       hf_baselines.py (transformers batched bf16, the seed's loop, HF generate); by default it runs while the
            export runs (the export is CPU-bound on 2 threads, the baselines GPU-bound), --serial runs it after
@@ -212,6 +213,19 @@ class Bench:
         d = json.loads((self.results / "decode.json").read_text())
         return self.save("decode", d | {"wall_seconds_with_load": wall, "peak_gpu_gib": gpu, "peak_rss_gib": rss})
 
+    def parity(self):
+        """Our extract on this device against the PyTorch goldens of the committed tiny models (fp32 with TF32 off,
+        and the fp16 export), seconds of work: the numbers behind the speed are right."""
+        cmd = self.py + [HERE / "parity.py", "--bin", self.a.bin, "--device", self.a.device,
+                         "--work", self.work / "parity"]
+        env = dict(self.rs_env, PYTHONPATH=self.py_env["PYTHONPATH"])
+        env.pop("LD_LIBRARY_PATH", None)  # parity.py is Python; it passes ORT's path to the binary
+        env["OC_CHILD_LD_LIBRARY_PATH"] = self.rs_env.get("LD_LIBRARY_PATH", "")
+        out, *_ = run(cmd, env=env, timeout=self.timeout(self.a.stage_timeout))
+        result = json.loads(out.strip().splitlines()[-1])
+        log(f"parity: {result}")
+        return self.save("parity", result)
+
     def hf(self):
         cmd = self.py + [HERE / "hf_baselines.py", self.work / "src", self.work / "data" / "ids.json",
                          "--device", "cuda" if self.gpu else "cpu", "--batch-sizes", self.a.hf_batch_sizes,
@@ -249,7 +263,7 @@ def main() -> None:
     ap.add_argument("--hf-new-tokens", type=int, default=None, help="tokens per prompt, HF generate (64; tiny 16)")
     ap.add_argument("--hf-batch-sizes", default=None, help="transformers batch sizes (64,128; tiny 8,16)")
     ap.add_argument("--seed-examples", type=int, default=None, help="examples for the seed's loop (64; tiny 8)")
-    ap.add_argument("--skip", default="", help="comma list of stages to skip: extract,decode,placement,hf")
+    ap.add_argument("--skip", default="", help="comma list of stages to skip: parity,extract,decode,placement,hf")
     ap.add_argument("--serial", action="store_true",
                     help="run the transformers baselines after the export, not during it (the export is CPU-bound "
                          "on 2 threads; the baselines are GPU-bound)")
@@ -271,6 +285,8 @@ def main() -> None:
         log(f"model FAILED: {exc}")
         b.save("errors", {"model": str(exc)})
         sys.exit(1)
+    if "parity" not in skip:
+        attempt("parity", b.parity, errors)
     hf = threading.Thread(target=attempt, args=("hf", b.hf, errors))
     overlap = "hf" not in skip and not a.serial
     if overlap:
@@ -289,7 +305,9 @@ def main() -> None:
         if "placement" not in skip:
             attempt("placement", b.placement, errors)
     b.save("errors", errors)
-    b.save("run", {"total_seconds": time.monotonic() - started, "overlap_hf_with_export": overlap and any(exported),
+    name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", "0"], capture_output=True,
+                          text=True).stdout.strip() if b.gpu and shutil.which("nvidia-smi") else "CPU"
+    b.save("run", {"total_seconds": time.monotonic() - started, "device_name": name, "overlap_hf_with_export": overlap and any(exported),
                    "args": vars(a)})
     subprocess.run([a.python, HERE / "report.py", b.results], check=False)
     if a.out:  # two files: the device tool brings back at most 8

@@ -50,7 +50,7 @@ def main() -> None:
         if meta.exists():
             flops = json.loads(meta.read_text())["flops_per_token"]
     flops = flops or 3.754e9
-    card = (hf or {}).get("gpu", "CPU" if (hf or {}).get("device") == "cpu" else "?")
+    card = (hf or {}).get("gpu") or run.get("device_name", "?")
     out = [f"# GPU benchmark ({card}; {flops / 1e9:.3g} GFLOP/token)", ""]
     out += ["## Extraction", "", "| method | examples/s | tokens/s | TFLOP/s | peak GPU GiB |", "|---|---|---|---|---|"]
     for name, e, t, tf, mem in extraction_rows(ex, hf, flops):
@@ -84,6 +84,12 @@ def main() -> None:
             r = dec[on]["tokens_per_s"] / dec[off]["tokens_per_s"]
             ratios.append(f"IoBinding vs plain runs (guarded decode): {r:.2f}x")
     out += ["", "## Ratios", ""] + [f"- {r}" for r in ratios]
+    parity = load(d, "parity")
+    if parity:
+        out += ["", "## Parity on this device (our extract vs PyTorch fp32 goldens, relative error)", "",
+                "| model | last token | response mean | provider |", "|---|---|---|---|"]
+        for name, r in parity.items():
+            out.append(f"| {name} | {r['last_rel']:.2e} | {r['mean_rel']:.2e} | {r['provider']} |")
     if placement:
         out += ["", "## Node placement (ONNX Runtime profile of an 8-row extract)", "", "```", placement["report"], "```"]
     notes = []
