@@ -1,12 +1,18 @@
 //! One call of the exported decoder graph: inputs and outputs named by the manifest (checked
 //! against the session at load), only the outputs a caller wants are computed, and the KV cache
-//! moves from outputs back to inputs as owned ONNX values, never copied.
+//! moves from outputs back to inputs as owned ONNX values, never copied. [`Decoder::run_step`]
+//! picks the plain run or the IoBinding run ([`Decoder::run_bound`], which keeps the cache in
+//! device memory) as configured.
+
+mod binding;
+
+pub use binding::device_memory;
 
 use crate::batch::BatchInputs;
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::manifest::Manifest;
-use crate::runtime::{Device, LoadedSession};
+use crate::runtime::{Device, LoadedSession, RuntimeOptions};
 use ort::session::{OutputSelector, RunOptions, Session, SessionInputValue};
 use ort::value::{DynValue, Tensor, TensorElementType};
 use std::borrow::Cow;
@@ -34,7 +40,16 @@ pub struct Decoder {
     session: Session,
     manifest: Manifest,
     provider: Device,
+    /// How sessions of this decoder are built (for the pooling graph).
+    runtime: RuntimeOptions,
     run_options: Vec<(Want, RunOptions<ort::session::HasSelectedOutputs>)>,
+    /// Whether [`Decoder::run_step`] goes through IoBinding.
+    io_binding: bool,
+    /// Created at the first bound run and reused.
+    binding: Option<binding::Bound>,
+    /// The pooling graph of [`Decoder::pooled_on_device`], built at its first use.
+    pool: Option<crate::pool::DevicePool>,
+    profiling: bool,
 }
 
 impl Decoder {
@@ -45,8 +60,45 @@ impl Decoder {
             session: loaded.session,
             manifest,
             provider: loaded.provider,
+            runtime: loaded.resolved,
             run_options: Vec::new(),
+            io_binding: loaded.io_binding,
+            binding: None,
+            pool: None,
+            profiling: loaded.profiling,
         })
+    }
+
+    /// Whether decode steps ([`Decoder::run_step`]) use IoBinding.
+    pub fn uses_io_binding(&self) -> bool {
+        self.io_binding
+    }
+
+    /// Switches decode steps between IoBinding and plain runs (both give the same results).
+    pub fn set_io_binding(&mut self, on: bool) {
+        self.io_binding = on;
+    }
+
+    /// One decode (or prefill) step: IoBinding when enabled, else a plain run.
+    pub fn run_step(&mut self, inputs: BatchInputs, past: KvCache, want: &Want) -> Result<Outputs> {
+        if self.io_binding {
+            self.run_bound(inputs, past, want)
+        } else {
+            self.run(inputs, past, want)
+        }
+    }
+
+    /// Ends ONNX Runtime profiling and returns the profile file, if profiling is on.
+    pub fn end_profiling(&mut self) -> Result<Option<std::path::PathBuf>> {
+        if !self.profiling {
+            return Ok(None);
+        }
+        self.profiling = false;
+        let file = self
+            .session
+            .end_profiling()
+            .map_err(|e| Error::Runtime(format!("cannot end profiling: {e}")))?;
+        Ok(Some(file.into()))
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -92,27 +144,16 @@ impl Decoder {
         Ok(self.run_options.len() - 1)
     }
 
-    /// Runs the graph on `inputs` with `past` (moved in; see [`KvCache`]).
+    /// Runs the graph on `inputs` with `past` (moved in; see [`KvCache`]). Every output comes
+    /// back in host memory.
     pub fn run(&mut self, inputs: BatchInputs, past: KvCache, want: &Want) -> Result<Outputs> {
         let opt = self.options_for(want)?;
         let m = &self.manifest;
-        let rt = |e: ort::Error| Error::Runtime(e.to_string());
         let mut feed: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             Vec::with_capacity(3 + 2 * m.kv_cache.len());
-        feed.push((
-            m.inputs.input_ids.as_str().into(),
-            Tensor::from_array(inputs.input_ids).map_err(rt)?.into(),
-        ));
-        feed.push((
-            m.inputs.attention_mask.as_str().into(),
-            Tensor::from_array(inputs.attention_mask)
-                .map_err(rt)?
-                .into(),
-        ));
-        feed.push((
-            m.inputs.position_ids.as_str().into(),
-            Tensor::from_array(inputs.position_ids).map_err(rt)?.into(),
-        ));
+        for (name, value) in token_inputs(m, inputs)? {
+            feed.push((name.into(), value.into()));
+        }
         for (kv, (k, v)) in m.kv_cache.iter().zip(past.into_values()) {
             feed.push((kv.past_key.as_str().into(), k.into()));
             feed.push((kv.past_value.as_str().into(), v.into()));
@@ -122,35 +163,66 @@ impl Decoder {
             .session
             .run_with_options(feed, run_options)
             .map_err(|e| Error::Runtime(format!("graph run failed: {e}")))?;
-        let mut take = |name: &str| {
-            out.remove(name)
-                .ok_or_else(|| Error::Runtime(format!("the graph returned no `{name}`")))
-        };
-        let logits = if want.logits {
-            Some(take(&m.logits.name)?)
-        } else {
-            None
-        };
-        let hidden = want
-            .hidden
-            .iter()
-            .map(|&h| take(m.hidden_output(h)?))
-            .collect::<Result<Vec<_>>>()?;
-        let present = if want.present {
-            let mut values = Vec::with_capacity(m.kv_cache.len());
-            for kv in &m.kv_cache {
-                values.push((take(&kv.present_key)?, take(&kv.present_value)?));
-            }
-            Some(KvCache::from_values(values)?)
-        } else {
-            None
-        };
-        Ok(Outputs {
-            logits,
-            hidden,
-            present,
-        })
+        take_outputs(m, want, |name| out.remove(name))
     }
+}
+
+/// The three token inputs as owned tensors, named by the manifest.
+fn token_inputs(m: &Manifest, inputs: BatchInputs) -> Result<[(&str, DynValue); 3]> {
+    let rt = |e: ort::Error| Error::Runtime(e.to_string());
+    Ok([
+        (
+            m.inputs.input_ids.as_str(),
+            Tensor::from_array(inputs.input_ids).map_err(rt)?.into_dyn(),
+        ),
+        (
+            m.inputs.attention_mask.as_str(),
+            Tensor::from_array(inputs.attention_mask)
+                .map_err(rt)?
+                .into_dyn(),
+        ),
+        (
+            m.inputs.position_ids.as_str(),
+            Tensor::from_array(inputs.position_ids)
+                .map_err(rt)?
+                .into_dyn(),
+        ),
+    ])
+}
+
+/// Moves the wanted outputs out of a run's results (`remove` gives each value up by name).
+fn take_outputs(
+    m: &Manifest,
+    want: &Want,
+    mut remove: impl FnMut(&str) -> Option<DynValue>,
+) -> Result<Outputs> {
+    let mut take = |name: &str| {
+        remove(name).ok_or_else(|| Error::Runtime(format!("the graph returned no `{name}`")))
+    };
+    let logits = if want.logits {
+        Some(take(&m.logits.name)?)
+    } else {
+        None
+    };
+    let hidden = want
+        .hidden
+        .iter()
+        .map(|&h| take(m.hidden_output(h)?))
+        .collect::<Result<Vec<_>>>()?;
+    let present = if want.present {
+        let mut values = Vec::with_capacity(m.kv_cache.len());
+        for kv in &m.kv_cache {
+            values.push((take(&kv.present_key)?, take(&kv.present_value)?));
+        }
+        Some(KvCache::from_values(values)?)
+    } else {
+        None
+    };
+    Ok(Outputs {
+        logits,
+        hidden,
+        present,
+    })
 }
 
 /// The graph's inputs must be exactly the manifest's; its outputs must include the manifest's.
@@ -214,29 +286,38 @@ fn validate_io(session: &Session, m: &Manifest) -> Result<()> {
     )))
 }
 
-/// A float tensor's shape and values as f32 (fp16 graphs are widened; f32 is borrowed).
-pub fn f32_view(v: &DynValue) -> Result<(Vec<usize>, Cow<'_, [f32]>)> {
+/// A float tensor's values in the graph's own element type (borrowed, never widened).
+pub enum FloatData<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+}
+
+/// A float tensor's shape and borrowed values (fp16 graphs stay fp16: pool first, widen after).
+pub fn float_view(v: &DynValue) -> Result<(Vec<usize>, FloatData<'_>)> {
     let err = |e: ort::Error| Error::Runtime(e.to_string());
     let dtype = v
         .dtype()
         .tensor_type()
         .ok_or_else(|| Error::Runtime("expected a tensor output".into()))?;
+    let dims = |shape: &ort::value::Shape| shape.iter().map(|&d| d as usize).collect();
     match dtype {
         TensorElementType::Float32 => {
             let (shape, data) = v.try_extract_tensor::<f32>().map_err(err)?;
-            Ok((
-                shape.iter().map(|&d| d as usize).collect(),
-                Cow::Borrowed(data),
-            ))
+            Ok((dims(shape), FloatData::F32(data)))
         }
         TensorElementType::Float16 => {
             let (shape, data) = v.try_extract_tensor::<half::f16>().map_err(err)?;
-            let wide = data.iter().map(|x| x.to_f32()).collect();
-            Ok((
-                shape.iter().map(|&d| d as usize).collect(),
-                Cow::Owned(wide),
-            ))
+            Ok((dims(shape), FloatData::F16(data)))
         }
         other => Err(Error::Runtime(format!("unexpected output dtype {other:?}"))),
     }
+}
+
+/// A float tensor's shape and values as f32 (fp16 graphs are widened; f32 is borrowed).
+pub fn f32_view(v: &DynValue) -> Result<(Vec<usize>, Cow<'_, [f32]>)> {
+    let (shape, data) = float_view(v)?;
+    Ok(match data {
+        FloatData::F32(d) => (shape, Cow::Borrowed(d)),
+        FloatData::F16(d) => (shape, Cow::Owned(d.iter().map(|x| x.to_f32()).collect())),
+    })
 }

@@ -4,11 +4,11 @@
 //! Results go to an activation store shard by shard, so an interrupted run resumes.
 
 use crate::batch::{plan_batches, right_padded};
-use crate::decoder::{f32_view, Decoder, Want};
+use crate::decoder::{float_view, Decoder, FloatData, Want};
 use crate::error::{Error, Result};
 use crate::model::ModelFiles;
 use crate::store::{Pooling, RowMeta, StoreWriter};
-use ndarray::Array2;
+use ndarray::{Array2, Array3};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -88,6 +88,11 @@ pub fn forward_pooled(
 ) -> Result<Vec<Array2<f32>>> {
     let seqs: Vec<&[u32]> = rows.iter().map(|r| r.ids.as_slice()).collect();
     let inputs = right_padded(&seqs, pad_id);
+    if decoder.uses_io_binding() {
+        // Hidden states stay on the device; only the pooled rows come back.
+        let (select, scale) = selection(rows, inputs.input_ids.ncols(), pooling);
+        return decoder.pooled_on_device(inputs, layers, select, scale);
+    }
     let past = decoder.empty_cache(rows.len())?;
     let want = Want {
         logits: false,
@@ -100,21 +105,60 @@ pub fn forward_pooled(
         .iter()
         .zip(layers)
         .map(|(value, &layer)| {
-            let (shape, data) = f32_view(value)?;
+            let (shape, data) = float_view(value)?;
             if shape.len() != 3 || shape[0] != rows.len() || shape[2] != hidden {
                 return Err(Error::Extract(format!(
                     "hidden state {layer} has shape {shape:?}, expected [{}, seq, {hidden}]",
                     rows.len()
                 )));
             }
-            Ok(pool(&data, shape[1], hidden, rows, pooling))
+            // Only the pooled positions are read (and widened, for fp16 graphs).
+            Ok(match data {
+                FloatData::F32(d) => pool(d, shape[1], hidden, rows, pooling),
+                FloatData::F16(d) => pool(d, shape[1], hidden, rows, pooling),
+            })
         })
         .collect()
 }
 
+/// The positions each row pools (`[rows, seq, 1]`) and 1 / their count (`[rows, 1]`), for
+/// [`Decoder::pooled_on_device`]; the same positions as [`pool`] reads.
+fn selection(rows: &[&PreparedRow], seq: usize, pooling: Pooling) -> (Array3<bool>, Array2<f32>) {
+    let mut select = Array3::from_elem((rows.len(), seq, 1), false);
+    let mut scale = Array2::zeros((rows.len(), 1));
+    for (b, row) in rows.iter().enumerate() {
+        let span = match pooling {
+            Pooling::Last => row.ids.len() - 1..row.ids.len(),
+            Pooling::Mean => row.response.clone(),
+        };
+        scale[[b, 0]] = 1.0 / span.len() as f32;
+        for t in span {
+            select[[b, t, 0]] = true;
+        }
+    }
+    (select, scale)
+}
+
+/// A hidden-state element that widens to f32.
+trait Widen: Copy {
+    fn widen(self) -> f32;
+}
+
+impl Widen for f32 {
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Widen for half::f16 {
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
 /// Pools `[batch, seq, hidden]` values per row.
-fn pool(
-    data: &[f32],
+fn pool<T: Widen>(
+    data: &[T],
     seq: usize,
     hidden: usize,
     rows: &[&PreparedRow],
@@ -125,13 +169,17 @@ fn pool(
         let at = |t: usize| &data[(b * seq + t) * hidden..(b * seq + t + 1) * hidden];
         let mut dst = out.row_mut(b);
         match pooling {
-            Pooling::Last => dst.assign(&ndarray::ArrayView1::from(at(row.ids.len() - 1))),
+            Pooling::Last => {
+                for (d, &v) in dst.iter_mut().zip(at(row.ids.len() - 1)) {
+                    *d = v.widen();
+                }
+            }
             Pooling::Mean => {
                 // Accumulate in f64: Gemma's residual stream reaches ~1e5.
                 let mut acc = vec![0f64; hidden];
                 for t in row.response.clone() {
                     for (a, &v) in acc.iter_mut().zip(at(t)) {
-                        *a += v as f64;
+                        *a += v.widen() as f64;
                     }
                 }
                 let n = row.response.len() as f64;
@@ -155,6 +203,25 @@ pub struct BatchSettings {
     /// Padded tokens per batch (rows x longest row).
     pub batch_tokens: usize,
     pub max_batch: usize,
+}
+
+/// Runs the first `n` planned batches and discards their results: one-time device setup (kernel
+/// selection, memory-pool growth to the largest batch, which the plan puts first) then stays out
+/// of a timed run.
+pub fn warm_up(
+    decoder: &mut Decoder,
+    pad_id: u32,
+    rows: &[PreparedRow],
+    settings: &BatchSettings,
+    n: usize,
+) -> Result<()> {
+    let lengths: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
+    let plan = plan_batches(&lengths, settings.batch_tokens, settings.max_batch);
+    for batch in plan.iter().take(n) {
+        let todo: Vec<&PreparedRow> = batch.iter().map(|&i| &rows[i]).collect();
+        forward_pooled(decoder, &todo, &settings.layers, settings.pooling, pad_id)?;
+    }
+    Ok(())
 }
 
 /// Extracts `rows` (already prepared, in any order) into `writer`, resuming after the rows it

@@ -3,7 +3,7 @@
 
 use crate::data::{prompt_hash, read_examples, ReadOptions, ReadReport};
 use crate::error::Result;
-use crate::extract::{extract_into, prepare_rows, BatchSettings, ExchangeRow};
+use crate::extract::{extract_into, prepare_rows, warm_up, BatchSettings, ExchangeRow};
 use crate::model::Model;
 use crate::select::{balanced_sample, shard_of, ShardArg};
 use crate::store::{Pooling, ShardSpec, StoreMeta, StoreWriter, STORE_FORMAT, STORE_VERSION};
@@ -27,6 +27,8 @@ pub struct ExtractJob {
     pub shard: Option<ShardArg>,
     pub rows_per_shard: usize,
     pub progress: bool,
+    /// Untimed batches run before the timed extraction (see [`warm_up`]).
+    pub warmup_batches: usize,
 }
 
 /// What a run did.
@@ -118,6 +120,16 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
         batch_tokens: job.batch_tokens,
         max_batch: job.max_batch,
     };
+    let pad = model.files.pad_id();
+    if job.warmup_batches > 0 {
+        warm_up(
+            &mut model.decoder,
+            pad,
+            &prepared,
+            &settings,
+            job.warmup_batches,
+        )?;
+    }
     let bar = progress_bar(prepared.len(), job.progress);
     let start = Instant::now();
     let mut first_tokens = None;

@@ -2,7 +2,8 @@
 //! cache moved from outputs back to inputs. Every `probe_every_n_tokens` tokens the newest
 //! token's hidden state at the probe layer is scored, smoothed and judged; text is released to
 //! the sink only after the probe step covering it (see [`crate::guard`]). Rows of a batch decode
-//! in lockstep with left padding; each has its own sampler, guard and stream.
+//! in lockstep with left padding; each has its own sampler, guard and stream. Steps go through
+//! [`crate::decoder::Decoder::run_step`]: under CUDA the cache stays in device memory (IoBinding).
 
 mod row;
 
@@ -135,7 +136,7 @@ pub fn generate_batch<'s>(
     let seqs: Vec<&[u32]> = rows.iter().map(|r| r.history.as_slice()).collect();
     let inputs = left_padded(&seqs, files.pad_id());
     let mut mask = inputs.attention_mask.clone();
-    let out = decoder.run(inputs, decoder.empty_cache(rows.len())?, &want(false))?;
+    let out = decoder.run_step(inputs, decoder.empty_cache(rows.len())?, &want(false))?;
     let prefill_ms = ms(start);
     let (_, logits) = f32_view(out.logits.as_ref().expect("logits requested"))?;
     let vocab = logits.len() / rows.len();
@@ -148,7 +149,7 @@ pub fn generate_batch<'s>(
         let next: Vec<u32> = rows.iter().map(|r| r.pending.unwrap_or(r.pad)).collect();
         let step = decode_step(&next, &mask);
         mask = step.attention_mask.clone();
-        let out = decoder.run(step, cache, &want(true))?;
+        let out = decoder.run_step(step, cache, &want(true))?;
         let (_, logits) = f32_view(out.logits.as_ref().expect("logits requested"))?;
         let hidden = match out.hidden.first() {
             Some(h) => Some(f32_view(h)?.1),

@@ -77,6 +77,12 @@ impl KvCache {
         self.values.len()
     }
 
+    /// The keys and values, in manifest order (key, value, key, value, ...), for inspection
+    /// (shape, dtype, where they live).
+    pub fn values(&self) -> impl Iterator<Item = &DynValue> {
+        self.values.iter().flat_map(|(k, v)| [k, v])
+    }
+
     /// Gives the values up, to be fed as the next call's past inputs.
     pub fn into_values(self) -> Vec<(DynValue, DynValue)> {
         self.values

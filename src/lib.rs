@@ -13,7 +13,9 @@ pub mod guard;
 pub mod kv_cache;
 pub mod manifest;
 pub mod model;
+pub mod pool;
 pub mod probe;
+pub mod profile;
 pub mod prompt;
 pub mod runtime;
 pub mod sampling;
@@ -23,5 +25,6 @@ pub mod store_set;
 pub mod template;
 pub mod tensors;
 pub mod tokenize;
+pub mod trt_profile;
 
 pub use error::{Error, Result};

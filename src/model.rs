@@ -6,9 +6,10 @@ use crate::decoder::Decoder;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::prompt::PromptFormat;
-use crate::runtime::{load_session, RuntimeOptions};
+use crate::runtime::{load_session, Device, RuntimeOptions};
 use crate::template::ChatTemplate;
 use crate::tokenize::TextEncoder;
+use crate::trt_profile::profiles;
 use std::path::{Path, PathBuf};
 
 /// Resolves `spec`: an existing directory, else a hub id (`org/name`) in the local Hugging
@@ -124,7 +125,12 @@ impl Model {
                 graph.display()
             )));
         }
-        let loaded = load_session(&graph, runtime)?;
+        let mut runtime = runtime.clone();
+        if runtime.device == Device::TensorRt {
+            // Up to 64 rows of 2048 tokens; engines tuned for batch-1 decoding at 256 cached tokens.
+            runtime.trt_profiles = Some(profiles(&files.manifest, 64, 2048, 256));
+        }
+        let loaded = load_session(&graph, &runtime)?;
         let decoder = Decoder::new(loaded, files.manifest.clone())?;
         Ok(Self { files, decoder })
     }

@@ -2,7 +2,8 @@
 //! provider (CPU, CUDA, TensorRT) without silent fallbacks, and building sessions.
 
 use crate::error::{Error, Result};
-use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::Session;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -15,6 +16,29 @@ pub enum Device {
     #[value(name = "tensorrt")]
     #[serde(rename = "tensorrt")]
     TensorRt,
+}
+
+/// Whether the graph's outputs stay in device memory where they can (ONNX Runtime IoBinding):
+/// the KV cache between decode steps, and hidden states until they are pooled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBindingMode {
+    /// On for CUDA and TensorRT, off for CPU (where host and device memory are the same).
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl IoBindingMode {
+    /// Resolves `Auto` for the provider that actually runs the graph.
+    pub fn enabled_for(self, provider: Device) -> bool {
+        match self {
+            IoBindingMode::Auto => provider != Device::Cpu,
+            IoBindingMode::On => true,
+            IoBindingMode::Off => false,
+        }
+    }
 }
 
 /// How to build sessions.
@@ -35,6 +59,12 @@ pub struct RuntimeOptions {
     pub tf32: bool,
     /// Fail session creation if any node would run on CPU while a GPU provider is active.
     pub strict_placement: bool,
+    /// Decoding through IoBinding (KV cache stays in device memory).
+    pub io_binding: IoBindingMode,
+    /// Write ONNX Runtime's profile (per-node provider and time) with this path prefix.
+    pub profile: Option<PathBuf>,
+    /// TensorRT optimization profiles for the dynamic dimensions (set from the manifest).
+    pub trt_profiles: Option<crate::trt_profile::TrtProfiles>,
 }
 
 impl Default for RuntimeOptions {
@@ -48,6 +78,9 @@ impl Default for RuntimeOptions {
             trt_cache: None,
             tf32: false,
             strict_placement: false,
+            io_binding: IoBindingMode::Auto,
+            profile: None,
+            trt_profiles: None,
         }
     }
 }
@@ -127,6 +160,13 @@ pub struct LoadedSession {
     pub session: Session,
     pub provider: Device,
     pub library: PathBuf,
+    /// The options as resolved: `device` is the provider that runs, fallback and profiling off.
+    /// Sessions for graphs built in code ([`session_from_model`]) use them.
+    pub resolved: RuntimeOptions,
+    /// Whether decoding uses IoBinding (resolved from [`IoBindingMode`] for `provider`).
+    pub io_binding: bool,
+    /// Whether ONNX Runtime profiling is on (see [`crate::profile`]).
+    pub profiling: bool,
 }
 
 /// Builds a session for `model` with the requested provider.
@@ -141,10 +181,35 @@ pub fn load_session(model: &Path, opts: &RuntimeOptions) -> Result<LoadedSession
     } else {
         tracing::info!("execution provider: {provider:?}");
     }
+    let io_binding = opts.io_binding.enabled_for(provider);
+    tracing::debug!(
+        io_binding,
+        "decode steps {}",
+        if io_binding {
+            "keep the KV cache in device memory (IoBinding)"
+        } else {
+            "move the KV cache as session outputs"
+        }
+    );
     Ok(LoadedSession {
         session,
         provider,
         library: lib.clone(),
+        resolved: RuntimeOptions {
+            device: provider,
+            device_id: if provider == Device::Cpu {
+                0
+            } else {
+                opts.device_id
+            },
+            allow_cpu_fallback: false,
+            profile: None,
+            // The decoder's profiles name the decoder's inputs; other graphs get their own.
+            trt_profiles: None,
+            ..opts.clone()
+        },
+        io_binding,
+        profiling: opts.profile.is_some(),
     })
 }
 
@@ -154,13 +219,48 @@ fn build(
     env: &ort::environment::Environment,
     lib: &Path,
 ) -> std::result::Result<(Session, Device), String> {
-    let e = |err: ort::Error<ort::session::builder::SessionBuilder>| err.to_string();
+    let (mut builder, provider) = configured_builder(opts, env, lib)?;
+    let session = builder
+        .commit_from_file(model)
+        .map_err(|err| format!("cannot load the graph {}: {err}", model.display()))?;
+    Ok((session, provider))
+}
+
+/// Builds a session for a graph made in code (e.g. [`crate::pool`]'s) with `opts`, normally a
+/// [`LoadedSession::resolved`], so it runs on the same provider as the decoder.
+pub fn session_from_model(model: ort::editor::Model, opts: &RuntimeOptions) -> Result<Session> {
+    let (lib, env) = environment(opts)?;
+    let (builder, _) = configured_builder(opts, env, lib).map_err(Error::Runtime)?;
+    model
+        .into_session(&builder)
+        .map_err(|e| Error::Runtime(format!("cannot build a session for a generated graph: {e}")))
+}
+
+/// A session builder with threads, profiling and the execution provider set up.
+fn configured_builder(
+    opts: &RuntimeOptions,
+    env: &ort::environment::Environment,
+    lib: &Path,
+) -> std::result::Result<(SessionBuilder, Device), String> {
+    let e = |err: ort::Error<SessionBuilder>| err.to_string();
     let mut builder = Session::builder(env)
         .map_err(|x| x.to_string())?
         .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(e)?
+        // A memory pattern is traced per set of input shapes and only pays off when shapes repeat;
+        // every decode step (and most extraction batches) has shapes of its own.
+        .with_memory_pattern(false)
         .map_err(e)?;
     if opts.threads > 0 {
         builder = builder.with_intra_threads(opts.threads).map_err(e)?;
+    }
+    if let Some(prefix) = &opts.profile {
+        // ONNX Runtime opens the file now and silently writes nothing if its folder is missing.
+        if let Some(dir) = prefix.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|err| format!("cannot create {} for --profile: {err}", dir.display()))?;
+        }
+        builder = builder.with_profiling(prefix).map_err(e)?;
     }
     let mut provider = Device::Cpu;
     if opts.device != Device::Cpu {
@@ -175,15 +275,12 @@ fn build(
             builder = builder.with_disable_cpu_fallback().map_err(e)?;
         }
     }
-    let session = builder
-        .commit_from_file(model)
-        .map_err(|err| format!("cannot load the graph {}: {err}", model.display()))?;
-    Ok((session, provider))
+    Ok((builder, provider))
 }
 
 /// Registers CUDA or TensorRT, with an error that names the missing library.
 fn register_gpu(
-    builder: &mut ort::session::builder::SessionBuilder,
+    builder: &mut SessionBuilder,
     opts: &RuntimeOptions,
     lib: &Path,
 ) -> std::result::Result<(), String> {
@@ -216,6 +313,13 @@ fn register_gpu(
             .with_engine_cache_path(cache.display())
             .with_timing_cache(true)
             .with_timing_cache_path(cache.display());
+        let trt = match &opts.trt_profiles {
+            Some(p) => trt
+                .with_profile_min_shapes(&p.min)
+                .with_profile_opt_shapes(&p.opt)
+                .with_profile_max_shapes(&p.max),
+            None => trt,
+        };
         trt.register(builder).map_err(|err| {
             format!(
                 "the TensorRT provider could not load: {err}. TensorRT needs libnvinfer.so.10 and \

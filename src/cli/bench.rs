@@ -3,6 +3,7 @@
 //! loop and a careful batched transformers script; `bench generate` compares unguarded and
 //! guarded decoding with the seed's no-cache loop.
 
+mod decode;
 mod extract;
 mod generate;
 mod python;
@@ -20,12 +21,16 @@ pub enum What {
     Extract(extract::Args),
     /// Unguarded vs guarded decoding vs the seed's no-cache loop.
     Generate(generate::Args),
+    /// Batch-1 decoding speed on any exported model, unguarded and guarded by a random probe
+    /// (no trained probe needed; used by the GPU benchmark).
+    Decode(decode::Args),
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     match a.what {
         What::Extract(a) => extract::run(a),
         What::Generate(a) => generate::run(a),
+        What::Decode(a) => decode::run(a),
     }
 }
 

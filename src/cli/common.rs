@@ -1,6 +1,8 @@
 //! Flags shared by several subcommands: which model, which prompt format, which runtime.
 
-use open_constitution::runtime::{Device, RuntimeOptions};
+use open_constitution::decoder::Decoder;
+use open_constitution::profile::Placement;
+use open_constitution::runtime::{Device, IoBindingMode, RuntimeOptions};
 use std::path::PathBuf;
 
 /// Default model folder (made by `just gemma3-270m`).
@@ -48,8 +50,21 @@ pub struct RuntimeArgs {
     #[arg(long)]
     pub tf32: bool,
     /// Fail if any graph node would run on CPU while a GPU provider is active (proves placement).
+    /// ONNX Runtime deliberately keeps some shape computations on the CPU, so a graph may need
+    /// this off; --profile shows which nodes those are.
     #[arg(long)]
     pub strict_placement: bool,
+    /// Use ONNX Runtime IoBinding: decoding keeps the KV cache in device memory between steps
+    /// (only logits and the probe layer's hidden state come back to the host), and extraction
+    /// pools hidden states on the device (only the pooled rows come back). `auto`: on for
+    /// cuda/tensorrt, off for cpu, where both ways give the same results.
+    #[arg(long, value_enum, default_value_t = IoBindingMode::Auto, env = "OC_IO_BINDING")]
+    pub io_binding: IoBindingMode,
+    /// Profile ONNX Runtime: write its trace (every node run, with its provider and time) to
+    /// PREFIX_<date>.json and print the node placement per provider at the end. Costs a little
+    /// time per node; use for checking where nodes run, not for timing.
+    #[arg(long, value_name = "PREFIX")]
+    pub profile: Option<PathBuf>,
 }
 
 impl RuntimeArgs {
@@ -63,6 +78,23 @@ impl RuntimeArgs {
             trt_cache: Some(self.trt_cache.clone()),
             tf32: self.tf32,
             strict_placement: self.strict_placement,
+            io_binding: self.io_binding,
+            profile: self.profile.clone(),
+            trt_profiles: None,
         }
     }
+}
+
+/// With --profile: ends profiling and prints the node placement per provider on stderr.
+pub fn report_placement(decoder: &mut Decoder) -> anyhow::Result<()> {
+    if let Some(file) = decoder.end_profiling()? {
+        let placement = Placement::from_file(&file)?;
+        eprintln!(
+            "node placement ({}, profile {}):\n{}",
+            format!("{:?}", decoder.provider()).to_lowercase(),
+            file.display(),
+            placement.report()
+        );
+    }
+    Ok(())
 }

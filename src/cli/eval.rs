@@ -93,6 +93,7 @@ fn extract_for_probe(
         shard: None,
         rows_per_shard: 512,
         progress: !quiet,
+        warmup_batches: 0,
     };
     let s = run_extract(&mut model, &job)?;
     eprintln!(

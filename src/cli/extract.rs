@@ -1,6 +1,6 @@
 //! `extract`: hidden-state activations of labelled exchanges into an activation store.
 
-use super::common::{ModelArgs, RuntimeArgs};
+use super::common::{report_placement, ModelArgs, RuntimeArgs};
 use open_constitution::extract_job::{run_extract, ExtractJob};
 use open_constitution::model::Model;
 use open_constitution::select::ShardArg;
@@ -58,6 +58,11 @@ pub struct Args {
     /// Rows per store shard file: the unit of resume after an interruption.
     #[arg(long, default_value_t = 512)]
     pub rows_per_shard: usize,
+    /// Run the first N batches once, untimed and discarded, before extracting: the reported
+    /// rate then excludes one-time GPU setup (kernel selection, memory-pool growth). For
+    /// benchmarks; costs N extra batches. Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_batches: usize,
 }
 
 pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
@@ -80,6 +85,7 @@ pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
         shard: a.shard,
         rows_per_shard: a.rows_per_shard,
         progress: !quiet,
+        warmup_batches: a.warmup_batches,
     };
     let s = run_extract(&mut model, &job)?;
     if s.read.skipped > 0 {
@@ -104,5 +110,5 @@ pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
         s.meta.layers,
         model.decoder.provider(),
     );
-    Ok(())
+    report_placement(&mut model.decoder)
 }
