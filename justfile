@@ -32,6 +32,7 @@ setup-export:
 
 # Run every test: Rust unit/integration tests, the export step's pytest suite, deployment checks
 test: setup setup-export validate-deploy
+    scripts/setup-ort.sh gpu  # the GPU build too: its missing-CUDA error paths are tested on CPU
     cargo test --release --locked
     {{py}} -m pytest export/tests -q
 
@@ -92,3 +93,15 @@ bench: setup setup-export gemma3-270m
 # The main job end to end on Gemma 3 270M and real data (~30 min on 2 cores; OC_DEMO_EXAMPLES scales it)
 demo: setup setup-export
     scripts/demo.sh
+
+# GPU benchmark on a CUDA host (see scripts/gpu-device-run.md): E2B-shaped random model, ours vs transformers
+bench-gpu *flags:
+    benches/gpu/run.sh {{flags}}
+
+# CPU dry run of the GPU benchmark: a tiny model through every stage
+bench-gpu-dry-run: setup setup-export
+    benches/gpu/run.sh --tiny --device cpu
+
+# Files a GPU run carries: stripped binary, wheels, ONNX Runtime GPU parts
+prepare-gpu-run:
+    benches/gpu/prepare.sh
