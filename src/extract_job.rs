@@ -4,7 +4,7 @@
 use crate::data::{prompt_hash, read_examples, ReadOptions, ReadReport};
 use crate::error::Result;
 use crate::extract::{extract_into, prepare_rows, warm_up, BatchSettings, ExchangeRow};
-use crate::model::Model;
+use crate::model::{Model, ModelFiles};
 use crate::select::{balanced_sample, shard_of, ShardArg};
 use crate::store::{Pooling, ShardSpec, StoreMeta, StoreWriter, STORE_FORMAT, STORE_VERSION};
 use std::path::PathBuf;
@@ -44,24 +44,19 @@ pub struct ExtractSummary {
     pub seconds: f64,
 }
 
-/// Reads the data, selects rows, and extracts them into `job.out` (resuming if possible).
-pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary> {
-    let manifest = model.files.manifest.clone();
-    let layers = manifest.parse_layers(&job.layers)?;
-    let (examples, read) = read_examples(
-        &job.data,
-        &ReadOptions {
-            skip_invalid: job.skip_invalid,
-        },
-    )?;
-    let data_sha256 = crate::fsutil::sha256_file(&job.data)?;
+/// The job's rows: read and validated, sampled (`max_examples`) and filtered to its shard.
+pub fn select_rows(job: &ExtractJob) -> Result<(Vec<ExchangeRow>, ReadReport)> {
+    let opts = ReadOptions {
+        skip_invalid: job.skip_invalid,
+    };
+    let (examples, read) = read_examples(&job.data, &opts)?;
     let ids: Vec<&str> = examples.iter().map(|e| e.id.as_str()).collect();
     let labels: Vec<u8> = examples.iter().map(|e| e.label).collect();
     let chosen = match job.max_examples {
         Some(n) => balanced_sample(&ids, &labels, n, job.seed),
         None => (0..examples.len()).collect(),
     };
-    let rows: Vec<ExchangeRow> = chosen
+    let rows = chosen
         .into_iter()
         .map(|i| &examples[i])
         .filter(|e| {
@@ -79,25 +74,37 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
             prompt_hash: format!("{:016x}", prompt_hash(&e.prompt)),
         })
         .collect();
-    let meta = StoreMeta {
+    Ok((rows, read))
+}
+
+/// The store metadata of `job` on `model`: every argument that shapes the content is recorded,
+/// so a rerun resumes only into a store made the same way.
+pub fn store_meta(
+    files: &ModelFiles,
+    job: &ExtractJob,
+    layers: &[usize],
+    rows: usize,
+) -> Result<StoreMeta> {
+    let manifest = &files.manifest;
+    Ok(StoreMeta {
         format: STORE_FORMAT.into(),
         version: STORE_VERSION,
         model_hash: manifest.model_hash.clone(),
-        manifest_sha256: model.files.manifest_sha256.clone(),
-        model: model.files.id.clone(),
+        manifest_sha256: files.manifest_sha256.clone(),
+        model: files.id.clone(),
         num_layers: manifest.num_layers,
-        layers: layers.clone(),
+        layers: layers.to_vec(),
         hidden_size: manifest.hidden_size,
         pooling: job.pooling,
         dtype: "float32".into(),
-        chat_template: model.files.format.uses_chat_template(),
+        chat_template: files.format.uses_chat_template(),
         shard: job.shard.map(|s| ShardSpec {
             index: s.index,
             count: s.count,
         }),
         rows_per_shard: job.rows_per_shard,
         args: serde_json::json!({
-            "data_sha256": data_sha256,
+            "data_sha256": crate::fsutil::sha256_file(&job.data)?,
             "max_examples": job.max_examples,
             "seed": job.seed,
             "max_tokens": job.max_tokens,
@@ -105,11 +112,18 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
             "max_batch": job.max_batch,
             "skip_invalid": job.skip_invalid,
         }),
-        planned_rows: rows.len(),
+        planned_rows: rows,
         complete: false,
         row_count: 0,
         truncated: 0,
-    };
+    })
+}
+
+/// Reads the data, selects rows, and extracts them into `job.out` (resuming if possible).
+pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary> {
+    let layers = model.files.manifest.parse_layers(&job.layers)?;
+    let (rows, read) = select_rows(job)?;
+    let meta = store_meta(&model.files, job, &layers, rows.len())?;
     let mut writer = StoreWriter::create_or_resume(&job.out, meta)?;
     let resumed_rows = writer.rows_done();
     let prepared = prepare_rows(&model.files, &rows, job.max_tokens)?;

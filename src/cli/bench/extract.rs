@@ -4,11 +4,10 @@
 use super::python::{default_python, hf_dir, run_json};
 use super::{print_table, Row};
 use crate::cli::common::{ModelArgs, RuntimeArgs};
-use open_constitution::data::{prompt_hash, read_examples, ReadOptions};
-use open_constitution::extract::{extract_into, prepare_rows, BatchSettings, ExchangeRow};
+use open_constitution::extract::{extract_into, prepare_rows, BatchSettings};
+use open_constitution::extract_job::{select_rows, store_meta, ExtractJob};
 use open_constitution::model::Model;
-use open_constitution::select::balanced_sample;
-use open_constitution::store::{Pooling, StoreMeta, StoreWriter, STORE_FORMAT, STORE_VERSION};
+use open_constitution::store::{Pooling, StoreWriter};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -54,57 +53,37 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         !a.model.no_chat_template,
         &a.runtime.options(),
     )?;
-    let layers = model.files.manifest.parse_layers(&a.layers)?;
-    let (examples, _) = read_examples(&a.data, &ReadOptions::default())?;
-    let ids: Vec<&str> = examples.iter().map(|e| e.id.as_str()).collect();
-    let labels: Vec<u8> = examples.iter().map(|e| e.label).collect();
-    let rows: Vec<ExchangeRow> = balanced_sample(&ids, &labels, a.n, 0)
-        .into_iter()
-        .map(|i| {
-            let e = &examples[i];
-            ExchangeRow {
-                id: e.id.clone(),
-                prompt: e.prompt.clone(),
-                response: e.response.clone(),
-                label: e.label,
-                split: None,
-                topic: None,
-                source: None,
-                prompt_hash: format!("{:016x}", prompt_hash(&e.prompt)),
-            }
-        })
-        .collect();
-    let t = Instant::now();
-    let prepared = prepare_rows(&model.files, &rows, Some(a.max_tokens))?;
-    let tokenize_s = t.elapsed().as_secs_f64();
-    let tokens: usize = prepared.iter().map(|r| r.ids.len()).sum();
-    let tmp = tempfile_dir()?;
-    let meta = StoreMeta {
-        format: STORE_FORMAT.into(),
-        version: STORE_VERSION,
-        model_hash: model.files.manifest.model_hash.clone(),
-        manifest_sha256: model.files.manifest_sha256.clone(),
-        model: model.files.id.clone(),
-        num_layers: model.files.manifest.num_layers,
-        layers: layers.clone(),
-        hidden_size: model.files.manifest.hidden_size,
-        pooling: Pooling::Last,
-        dtype: "float32".into(),
-        chat_template: model.files.format.uses_chat_template(),
-        shard: None,
-        rows_per_shard: 512,
-        args: serde_json::json!({"bench": true}),
-        planned_rows: prepared.len(),
-        complete: false,
-        row_count: 0,
-        truncated: 0,
-    };
-    let mut writer = StoreWriter::create_or_resume(&tmp, meta)?;
-    let settings = BatchSettings {
-        layers: layers.clone(),
+    let dir = std::env::temp_dir().join(format!("oc-bench-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let job = ExtractJob {
+        data: a.data.clone(),
+        out: dir.clone(),
+        layers: a.layers.clone(),
         pooling: Pooling::Last,
         batch_tokens: a.batch_tokens,
         max_batch: 64,
+        max_examples: Some(a.n),
+        seed: 0,
+        max_tokens: Some(a.max_tokens),
+        skip_invalid: false,
+        shard: None,
+        rows_per_shard: 512,
+        progress: false,
+        warmup_batches: 0,
+    };
+    let layers = model.files.manifest.parse_layers(&job.layers)?;
+    let (rows, _) = select_rows(&job)?;
+    let t = Instant::now();
+    let prepared = prepare_rows(&model.files, &rows, job.max_tokens)?;
+    let tokenize_s = t.elapsed().as_secs_f64();
+    let tokens: usize = prepared.iter().map(|r| r.ids.len()).sum();
+    let meta = store_meta(&model.files, &job, &layers, rows.len())?;
+    let mut writer = StoreWriter::create_or_resume(&dir, meta)?;
+    let settings = BatchSettings {
+        layers: layers.clone(),
+        pooling: job.pooling,
+        batch_tokens: a.batch_tokens,
+        max_batch: job.max_batch,
     };
     let pad = model.files.pad_id();
     let t = Instant::now();
@@ -118,7 +97,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     )?;
     writer.finish(0)?;
     let ours_s = t.elapsed().as_secs_f64();
-    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
         "tokenization of {} exchanges: {tokenize_s:.2} s (not in the timings below)",
         prepared.len()
@@ -174,10 +153,4 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     print_table("examples", &table, &base);
     Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let d = std::env::temp_dir().join(format!("oc-bench-store-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    Ok(d)
 }
