@@ -234,10 +234,15 @@ fn validate_io(session: &Session, m: &Manifest) -> Result<()> {
         m.inputs.attention_mask.as_str(),
         m.inputs.position_ids.as_str(),
     ];
-    let mut want_out = vec![m.logits.name.as_str()];
+    let mut want_out = Vec::new();
+    if !m.extraction_only {
+        want_out.push(m.logits.name.as_str());
+    }
     for kv in &m.kv_cache {
         want_in.extend([kv.past_key.as_str(), kv.past_value.as_str()]);
-        want_out.extend([kv.present_key.as_str(), kv.present_value.as_str()]);
+        if !m.extraction_only {
+            want_out.extend([kv.present_key.as_str(), kv.present_value.as_str()]);
+        }
     }
     want_out.extend(m.hidden_states.iter().map(|h| h.name.as_str()));
     let missing_in: Vec<&str> = want_in

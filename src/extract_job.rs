@@ -46,6 +46,12 @@ pub struct ExtractSummary {
 
 /// The job's rows: read and validated, sampled (`max_examples`) and filtered to its shard.
 pub fn select_rows(job: &ExtractJob) -> Result<(Vec<ExchangeRow>, ReadReport)> {
+    if !job.data.is_file() {
+        return Err(crate::Error::Argument(format!(
+            "data file {} not found: make it with `just prepare-data` (or pass --data FILE)",
+            job.data.display()
+        )));
+    }
     let opts = ReadOptions {
         skip_invalid: job.skip_invalid,
     };

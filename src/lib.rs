@@ -17,6 +17,7 @@ pub mod pool;
 pub mod probe;
 pub mod profile;
 pub mod prompt;
+pub mod prune;
 pub mod runtime;
 pub mod sampling;
 pub mod select;

@@ -6,7 +6,7 @@ use crate::decoder::Decoder;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::prompt::PromptFormat;
-use crate::runtime::{load_session, Device, RuntimeOptions};
+use crate::runtime::{load_session, load_session_from, Device, GraphSource, RuntimeOptions};
 use crate::template::ChatTemplate;
 use crate::tokenize::TextEncoder;
 use crate::trt_profile::profiles;
@@ -118,20 +118,77 @@ impl Model {
     /// Loads the files and builds the ONNX session with the requested provider.
     pub fn load(spec: &str, use_chat_template: bool, runtime: &RuntimeOptions) -> Result<Self> {
         let files = ModelFiles::load(spec, use_chat_template)?;
-        let graph = files.dir.join(&files.manifest.graph.file);
-        if !graph.is_file() {
-            return Err(Error::Model(format!(
-                "{} is missing (named by manifest.json); re-export the model",
-                graph.display()
-            )));
-        }
-        let mut runtime = runtime.clone();
-        if runtime.device == Device::TensorRt {
-            // Up to 64 rows of 2048 tokens; engines tuned for batch-1 decoding at 256 cached tokens.
-            runtime.trt_profiles = Some(profiles(&files.manifest, 64, 2048, 256));
-        }
-        let loaded = load_session(&graph, &runtime)?;
+        let graph = graph_path(&files)?;
+        let loaded = load_session(&graph, &with_trt_profiles(runtime, &files))?;
         let decoder = Decoder::new(loaded, files.manifest.clone())?;
         Ok(Self { files, decoder })
     }
+
+    /// Loads the model for extracting hidden states `layers` (a layer spec such as `-4,8`):
+    /// the graph is pruned in memory to what those outputs need (ONNX Runtime otherwise runs
+    /// every layer and the LM head whatever a run asks for). The decoder has no logits or KV
+    /// outputs. Graphs with external weights are loaded whole.
+    pub fn load_for_extraction(
+        spec: &str,
+        use_chat_template: bool,
+        runtime: &RuntimeOptions,
+        layers: &str,
+    ) -> Result<Self> {
+        let files = ModelFiles::load(spec, use_chat_template)?;
+        let graph = graph_path(&files)?;
+        let layers = files.manifest.parse_layers(layers)?;
+        if files.manifest.graph.external_data.is_some() {
+            tracing::info!("graph with external weights: extracting with the whole graph");
+            return Self::load(spec, use_chat_template, runtime);
+        }
+        let bytes = std::fs::read(&graph).map_err(|e| Error::io(&graph, e))?;
+        let keep: Vec<&str> = layers
+            .iter()
+            .map(|&l| files.manifest.hidden_output(l))
+            .collect::<Result<_>>()?;
+        let Some((pruned, stats)) = crate::prune::prune_model(&bytes, &keep)? else {
+            drop(bytes);
+            return Self::load(spec, use_chat_template, runtime);
+        };
+        drop(bytes);
+        tracing::info!(
+            "graph pruned to hidden states {layers:?}: {} of {} nodes, {} of {} weight tensors",
+            stats.nodes_after,
+            stats.nodes_before,
+            stats.initializers_after,
+            stats.initializers_before
+        );
+        let source = GraphSource::Memory {
+            bytes: &pruned,
+            origin: &graph,
+        };
+        let loaded = load_session_from(source, &with_trt_profiles(runtime, &files))?;
+        let mut manifest = files.manifest.clone();
+        manifest.extraction_only = true;
+        manifest.hidden_states.retain(|h| layers.contains(&h.index));
+        let decoder = Decoder::new(loaded, manifest)?;
+        Ok(Self { files, decoder })
+    }
+}
+
+/// TensorRT needs optimization profiles for the dynamic dimensions: up to 64 rows of 2048
+/// tokens, engines tuned for batch-1 decoding at 256 cached tokens.
+fn with_trt_profiles(runtime: &RuntimeOptions, files: &ModelFiles) -> RuntimeOptions {
+    let mut runtime = runtime.clone();
+    if runtime.device == Device::TensorRt {
+        runtime.trt_profiles = Some(profiles(&files.manifest, 64, 2048, 256));
+    }
+    runtime
+}
+
+/// The graph file named by the manifest, which must exist.
+fn graph_path(files: &ModelFiles) -> Result<PathBuf> {
+    let graph = files.dir.join(&files.manifest.graph.file);
+    if !graph.is_file() {
+        return Err(Error::Model(format!(
+            "{} is missing (named by manifest.json); re-export the model",
+            graph.display()
+        )));
+    }
+    Ok(graph)
 }

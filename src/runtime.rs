@@ -169,8 +169,23 @@ pub struct LoadedSession {
     pub profiling: bool,
 }
 
+/// Where a graph comes from.
+pub enum GraphSource<'a> {
+    File(&'a Path),
+    /// Serialized model bytes (e.g. a pruned graph); `origin` names it in messages.
+    Memory {
+        bytes: &'a [u8],
+        origin: &'a Path,
+    },
+}
+
 /// Builds a session for `model` with the requested provider.
 pub fn load_session(model: &Path, opts: &RuntimeOptions) -> Result<LoadedSession> {
+    load_session_from(GraphSource::File(model), opts)
+}
+
+/// Builds a session for a graph file or in-memory graph with the requested provider.
+pub fn load_session_from(model: GraphSource<'_>, opts: &RuntimeOptions) -> Result<LoadedSession> {
     let (lib, env) = environment(opts)?;
     let (session, provider) = build(model, opts, env, lib).map_err(Error::Runtime)?;
     if provider != opts.device {
@@ -214,15 +229,25 @@ pub fn load_session(model: &Path, opts: &RuntimeOptions) -> Result<LoadedSession
 }
 
 fn build(
-    model: &Path,
+    model: GraphSource<'_>,
     opts: &RuntimeOptions,
     env: &ort::environment::Environment,
     lib: &Path,
 ) -> std::result::Result<(Session, Device), String> {
     let (mut builder, provider) = configured_builder(opts, env, lib)?;
-    let session = builder
-        .commit_from_file(model)
-        .map_err(|err| format!("cannot load the graph {}: {err}", model.display()))?;
+    let session = match model {
+        GraphSource::File(path) => builder
+            .commit_from_file(path)
+            .map_err(|err| format!("cannot load the graph {}: {err}", path.display()))?,
+        GraphSource::Memory { bytes, origin } => {
+            builder.commit_from_memory(bytes).map_err(|err| {
+                format!(
+                    "cannot load the pruned graph of {}: {err}",
+                    origin.display()
+                )
+            })?
+        }
+    };
     Ok((session, provider))
 }
 

@@ -134,3 +134,53 @@ fn hidden_states_and_logits_match_pytorch() {
         eprintln!("{name}: worst scaled diff vs PyTorch {worst:.2e}");
     }
 }
+
+#[test]
+fn pruned_extraction_graph_equals_the_full_graph() {
+    let opts = open_constitution::runtime::RuntimeOptions {
+        threads: 1,
+        ..Default::default()
+    };
+    for name in TINY_MODELS {
+        let dir = model_dir(name);
+        let mut full = load(name, true);
+        let mut pruned = open_constitution::model::Model::load_for_extraction(
+            dir.to_str().unwrap(),
+            true,
+            &opts,
+            "1,-2",
+        )
+        .unwrap();
+        assert!(pruned.decoder.manifest().extraction_only);
+        let layers = pruned.files.manifest.parse_layers("1,-2").unwrap();
+        let fewer = pruned.decoder.session().outputs().len();
+        assert!(
+            fewer < full.decoder.session().outputs().len(),
+            "{name}: outputs pruned"
+        );
+        let (g, _) = goldens(name);
+        let rows: Vec<PreparedRow> = g
+            .exchanges
+            .iter()
+            .map(|e| {
+                row(
+                    e.input_ids.clone(),
+                    e.response_token_range[0]..e.response_token_range[1],
+                )
+            })
+            .collect();
+        let refs: Vec<&PreparedRow> = rows.iter().collect();
+        for pooling in [Pooling::Last, Pooling::Mean] {
+            let a = forward_pooled(&mut full.decoder, &refs, &layers, pooling, 0).unwrap();
+            let b = forward_pooled(&mut pruned.decoder, &refs, &layers, pooling, 0).unwrap();
+            for (x, y) in a.iter().zip(&b) {
+                assert_close(
+                    name,
+                    "pruned vs full",
+                    y.as_slice().unwrap(),
+                    x.as_slice().unwrap(),
+                );
+            }
+        }
+    }
+}

@@ -76,7 +76,8 @@ fn extract_for_probe(
 ) -> anyhow::Result<PathBuf> {
     let spec = args.model.as_deref().context("--data needs --model")?;
     let chat = probe.config().use_chat_template;
-    let mut model = Model::load(spec, chat, &args.runtime.options())?;
+    let layer = probe.layer_index().to_string();
+    let mut model = Model::load_for_extraction(spec, chat, &args.runtime.options(), &layer)?;
     probe.check_model(&model.files.manifest, &model.files.manifest_sha256)?;
     let store = out.join("activations");
     let job = ExtractJob {

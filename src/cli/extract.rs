@@ -66,10 +66,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
-    let mut model = Model::load(
+    let mut model = Model::load_for_extraction(
         &a.model.model,
         !a.model.no_chat_template,
         &a.runtime.options(),
+        &a.layers,
     )?;
     let job = ExtractJob {
         data: a.data,

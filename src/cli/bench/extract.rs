@@ -48,10 +48,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let mut model = Model::load(
+    let mut model = Model::load_for_extraction(
         &a.model.model,
         !a.model.no_chat_template,
         &a.runtime.options(),
+        &a.layers,
     )?;
     let dir = std::env::temp_dir().join(format!("oc-bench-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
