@@ -24,7 +24,7 @@ pub struct Args {
     /// Exchanges our extraction runs on (label-balanced, seeded sample).
     #[arg(long, default_value_t = 256)]
     pub n: usize,
-    /// Exchanges the Python baselines run on (the first of the same sample; they are slow).
+    /// Exchanges the Python baselines run on (every k-th of the same sample; they are slow).
     #[arg(long, default_value_t = 64)]
     pub baseline_n: usize,
     /// Hidden states to extract (as `extract --layers`).
@@ -112,7 +112,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if !a.skip_baseline {
         let n = a.baseline_n.min(prepared.len());
         let input = std::env::temp_dir().join(format!("oc-bench-{}.json", std::process::id()));
-        let ids: Vec<&Vec<u32>> = prepared[..n].iter().map(|r| &r.ids).collect();
+        // Every k-th row, so the baselines see the same length mix as ours.
+        let step = (prepared.len() / n.max(1)).max(1);
+        let ids: Vec<&Vec<u32>> = prepared.iter().step_by(step).take(n).map(|r| &r.ids).collect();
         std::fs::write(
             &input,
             serde_json::to_vec(&serde_json::json!({"ids": ids, "layers": layers}))?,
