@@ -3,14 +3,17 @@
 #   model -> data -> extract (label-balanced sample) -> layer sweep -> train + calibrate
 #   -> evaluate (held-out test split, XSTest over-blocking) -> two guarded generations.
 # Every step prints where its output went; a rerun skips finished steps (extraction resumes).
-# Scale with OC_DEMO_EXAMPLES (training sample, default 1200: ~30 min in all on 2 CPU cores),
-# OC_DEMO_XSTEST (XSTest rows scored, default 400), OC_DEMO_LAYERS, OC_DEMO_RUN (output folder).
+# Scale with OC_DEMO_EXAMPLES (training sample, default 3000: ~30 min in all on 2 CPU cores
+# including the one-time setup), OC_DEMO_XSTEST (XSTest rows scored, default all),
+# OC_DEMO_LAYERS (hidden states swept, default 6,8,10,12: the middle of Gemma 3 270M's 18 layers,
+# where earlier all-layer sweeps found the best probes; extraction stops at the deepest one),
+# OC_DEMO_RUN (output folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-N=${OC_DEMO_EXAMPLES:-1200}
-XN=${OC_DEMO_XSTEST:-400}
-LAYERS=${OC_DEMO_LAYERS:--2,-4,-6,-8}
+N=${OC_DEMO_EXAMPLES:-3000}
+XN=${OC_DEMO_XSTEST:-all}
+LAYERS=${OC_DEMO_LAYERS:-6,8,10,12}
 RUN=${OC_DEMO_RUN:-runs/demo}
 MODEL=${OC_MODEL:-models/gemma-3-270m}
 BIN=target/release/open-constitution
@@ -72,8 +75,10 @@ step "evaluate: held-out test split"
 done_step "$RUN/eval-test (eval.json, roc.svg, pr.svg)"
 
 step "evaluate: XSTest over-blocking ($XN rows)"
+XLIMIT=()
+if [ "$XN" != all ]; then XLIMIT=(--max-examples "$XN"); fi
 "$BIN" eval --probe "$RUN/probe" --model "$MODEL" --data data/xstest_eval.jsonl \
-  --max-examples "$XN" --out "$RUN/eval-xstest"
+  "${XLIMIT[@]}" --out "$RUN/eval-xstest"
 done_step "$RUN/eval-xstest"
 
 step "guarded generation"

@@ -34,9 +34,9 @@ pub struct Args {
     /// With --data: truncation in tokens, as `extract --max-tokens`.
     #[arg(long, default_value_t = 1024)]
     pub max_tokens: usize,
-    /// With --data: padded tokens per batch, as `extract --batch-tokens`.
-    #[arg(long, default_value_t = 4096)]
-    pub batch_tokens: usize,
+    /// With --data: padded tokens per batch, as `extract --batch-tokens` (default by device).
+    #[arg(long)]
+    pub batch_tokens: Option<usize>,
     #[command(flatten)]
     pub runtime: super::common::RuntimeArgs,
     /// Score only one split (by the rows' split labels, or by prompt hash when the store has
@@ -85,7 +85,7 @@ fn extract_for_probe(
         out: store.clone(),
         layers: probe.layer_index().to_string(),
         pooling: probe.config().pooling,
-        batch_tokens: args.batch_tokens,
+        batch_tokens: args.runtime.batch_tokens(args.batch_tokens),
         max_batch: 64,
         max_examples: args.max_examples,
         seed: 0,

@@ -31,10 +31,10 @@ pub struct Args {
     /// tokens (closer to what the guard sees mid-generation).
     #[arg(long, value_enum, default_value_t = Pooling::Last)]
     pub pooling: Pooling,
-    /// Padded tokens per batch (rows x longest row). Larger batches run faster until memory or
-    /// cache limits; attention memory grows with the square of the longest row.
-    #[arg(long, default_value_t = 4096)]
-    pub batch_tokens: usize,
+    /// Padded tokens per batch (rows x longest row). Default: 1024 on CPU (cache-friendly),
+    /// 16384 on a GPU (fills it). Attention memory grows with the square of the longest row.
+    #[arg(long)]
+    pub batch_tokens: Option<usize>,
     /// Most rows per batch.
     #[arg(long, default_value_t = 64)]
     pub max_batch: usize,
@@ -77,7 +77,7 @@ pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
         out: a.out.clone(),
         layers: a.layers,
         pooling: a.pooling,
-        batch_tokens: a.batch_tokens,
+        batch_tokens: a.runtime.batch_tokens(a.batch_tokens),
         max_batch: a.max_batch,
         max_examples: a.max_examples,
         seed: a.seed,

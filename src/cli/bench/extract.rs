@@ -30,9 +30,9 @@ pub struct Args {
     /// Hidden states to extract (as `extract --layers`).
     #[arg(long, default_value = "-4", allow_hyphen_values = true)]
     pub layers: String,
-    /// Padded tokens per batch, for ours and baseline (b).
-    #[arg(long, default_value_t = 4096)]
-    pub batch_tokens: usize,
+    /// Padded tokens per batch, for ours and baseline (b) (default by device, as `extract`).
+    #[arg(long)]
+    pub batch_tokens: Option<usize>,
     /// Truncation, as `extract --max-tokens`.
     #[arg(long, default_value_t = 1024)]
     pub max_tokens: usize,
@@ -54,6 +54,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         &a.runtime.options(),
         &a.layers,
     )?;
+    let batch_tokens = a.runtime.batch_tokens(a.batch_tokens);
     let dir = std::env::temp_dir().join(format!("oc-bench-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let job = ExtractJob {
@@ -61,7 +62,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         out: dir.clone(),
         layers: a.layers.clone(),
         pooling: Pooling::Last,
-        batch_tokens: a.batch_tokens,
+        batch_tokens,
         max_batch: 64,
         max_examples: Some(a.n),
         seed: 0,
@@ -83,7 +84,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let settings = BatchSettings {
         layers: layers.clone(),
         pooling: job.pooling,
-        batch_tokens: a.batch_tokens,
+        batch_tokens,
         max_batch: job.max_batch,
     };
     let pad = model.files.pad_id();
@@ -114,7 +115,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let input = std::env::temp_dir().join(format!("oc-bench-{}.json", std::process::id()));
         // Every k-th row, so the baselines see the same length mix as ours.
         let step = (prepared.len() / n.max(1)).max(1);
-        let ids: Vec<&Vec<u32>> = prepared.iter().step_by(step).take(n).map(|r| &r.ids).collect();
+        let ids: Vec<&Vec<u32>> = prepared
+            .iter()
+            .step_by(step)
+            .take(n)
+            .map(|r| &r.ids)
+            .collect();
         std::fs::write(
             &input,
             serde_json::to_vec(&serde_json::json!({"ids": ids, "layers": layers}))?,
@@ -132,7 +138,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 "--input".into(),
                 input.display().to_string(),
                 "--batch-tokens".into(),
-                a.batch_tokens.to_string(),
+                batch_tokens.to_string(),
             ],
         )?;
         let _ = std::fs::remove_file(&input);
