@@ -150,26 +150,17 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
             job.warmup_batches,
         )?;
     }
-    let bar = progress_bar(prepared.len(), job.progress);
-    let start = Instant::now();
-    let mut first_tokens = None;
-    let mut last = (0, 0);
-    let pad = model.files.pad_id();
+    let mut progress = Progress::new(prepared.len(), resumed_rows, job.progress);
     extract_into(
         &mut model.decoder,
         pad,
         &prepared,
         &settings,
         &mut writer,
-        &mut |rows, tokens| {
-            let base = *first_tokens.get_or_insert(tokens);
-            bar.set_position(rows as u64);
-            let secs = start.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!("{:.0} tok/s", (tokens - base) as f64 / secs));
-            last = (rows, tokens - base);
-        },
+        &mut |rows, tokens| progress.update(rows, tokens),
     )?;
-    bar.finish_and_clear();
+    progress.bar.finish_and_clear();
+    let (start, last) = (progress.start, progress.last);
     let meta = writer.finish(truncated)?;
     Ok(ExtractSummary {
         meta,
@@ -181,16 +172,67 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
     })
 }
 
-fn progress_bar(len: usize, visible: bool) -> indicatif::ProgressBar {
-    if !visible {
-        return indicatif::ProgressBar::hidden();
+/// Extraction progress: a bar on a terminal; elsewhere (a log file, a cluster job) an INFO
+/// line every 30 s, so a long run is never silent.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    log_every: Option<std::time::Duration>,
+    total: usize,
+    /// Rows a previous run had already stored.
+    resumed: usize,
+    start: Instant,
+    last_log: Instant,
+    first_tokens: Option<usize>,
+    /// Rows done (including resumed ones) and tokens run in this process.
+    last: (usize, usize),
+}
+
+impl Progress {
+    fn new(total: usize, resumed: usize, visible: bool) -> Progress {
+        use std::io::IsTerminal;
+        let terminal = visible && std::io::stderr().is_terminal();
+        let bar = if terminal {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "extract {bar:30} {pos}/{len} rows  {per_sec} {msg}  eta {eta}",
+                )
+                .expect("valid template"),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let log_every = (visible && !terminal).then(|| std::time::Duration::from_secs(30));
+        let now = Instant::now();
+        Progress {
+            bar,
+            log_every,
+            total,
+            resumed,
+            start: now,
+            last_log: now,
+            first_tokens: None,
+            last: (0, 0),
+        }
     }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "extract {bar:30} {pos}/{len} rows  {per_sec} {msg}  eta {eta}",
-        )
-        .expect("valid template"),
-    );
-    bar
+
+    fn update(&mut self, rows: usize, tokens: usize) {
+        let base = *self.first_tokens.get_or_insert(tokens);
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        let tok_s = (tokens - base) as f64 / secs;
+        self.bar.set_position(rows as u64);
+        self.bar.set_message(format!("{tok_s:.0} tok/s"));
+        self.last = (rows, tokens - base);
+        let Some(every) = self.log_every else { return };
+        if self.last_log.elapsed() >= every || rows == self.total {
+            self.last_log = Instant::now();
+            let rows_s = rows.saturating_sub(self.resumed) as f64 / secs;
+            let eta = self.total.saturating_sub(rows) as f64 / rows_s.max(1e-9);
+            tracing::info!(
+                "extracted {rows}/{} rows: {rows_s:.2} rows/s, {tok_s:.0} tok/s, eta {eta:.0} s",
+                self.total
+            );
+        }
+    }
 }

@@ -209,3 +209,24 @@ fn missing_runtime_and_broken_graphs_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn progress_is_logged_when_stderr_is_not_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join(DATA);
+    let o = Command::new(bin())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["extract", "--threads", "1", "--max-examples", "20", "--model"])
+        .arg(model_dir("tiny-gemma3"))
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("s"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // A log file or cluster job gets progress lines (the bar only draws on a terminal).
+    assert!(err.contains("extracted 20/20 rows"), "{err}");
+    assert!(err.contains("rows/s") && err.contains("eta"), "{err}");
+}

@@ -11,7 +11,7 @@ use open_constitution::decoder::{f32_view, Want};
 use open_constitution::extract::{forward_pooled, PreparedRow};
 use open_constitution::generate::{generate_batch, GenerateOptions, OnPause};
 use open_constitution::sampling::SamplingConfig;
-use open_constitution::store::{Pooling, RowMeta};
+use open_constitution::store::Pooling;
 use ort::value::TensorElementType;
 
 const FP16: &str = "tiny-gemma3-fp16";
@@ -26,23 +26,6 @@ fn rel_err(a: &[f32], b: &[f32]) -> (f32, bool) {
         (num / den.max(1e-30)).sqrt(),
         a.iter().all(|x| x.is_finite()),
     )
-}
-
-fn row(ids: Vec<u32>, response: std::ops::Range<usize>) -> PreparedRow {
-    PreparedRow {
-        meta: RowMeta {
-            id: "x".into(),
-            label: 0,
-            split: None,
-            topic: None,
-            source: None,
-            tokens: ids.len(),
-            prompt_hash: String::new(),
-            truncated: false,
-        },
-        ids,
-        response,
-    }
 }
 
 fn dtype(v: &ort::value::DynValue) -> TensorElementType {
@@ -88,7 +71,7 @@ fn fp16_hidden_states_and_logits_match_the_fp32_goldens() {
         if e.text.contains("Please repeat") {
             continue; // the control-token exchange's ids differ by design (tests/parity.rs)
         }
-        let r = row(
+        let r = prepared_row(
             e.input_ids.clone(),
             e.response_token_range[0]..e.response_token_range[1],
         );

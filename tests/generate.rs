@@ -170,20 +170,7 @@ fn a_probe_built_to_fire_pauses_at_the_expected_step() {
     let mut f = Vec::new();
     for i in 0..gen.len() {
         let ids: Vec<u32> = prompt_ids.iter().chain(&gen[..=i]).copied().collect();
-        let row = open_constitution::extract::PreparedRow {
-            response: 0..1,
-            meta: open_constitution::store::RowMeta {
-                id: "x".into(),
-                label: 0,
-                split: None,
-                topic: None,
-                source: None,
-                tokens: ids.len(),
-                prompt_hash: String::new(),
-                truncated: false,
-            },
-            ids,
-        };
+        let row = prepared_row(ids, 0..1);
         let m = open_constitution::extract::forward_pooled(
             &mut model.decoder,
             &[&row],

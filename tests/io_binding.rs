@@ -12,7 +12,7 @@ use open_constitution::extract::{forward_pooled, PreparedRow};
 use open_constitution::generate::{generate_batch, GenerateOptions, GenerationResult, OnPause};
 use open_constitution::model::Model;
 use open_constitution::sampling::SamplingConfig;
-use open_constitution::store::{Pooling, RowMeta};
+use open_constitution::store::Pooling;
 use ort::value::DynTensorValueType;
 
 /// Every tiny model, plus the fp16 export of tiny-gemma3.
@@ -138,7 +138,7 @@ fn device_pooling_equals_host_pooling_on_every_tiny_model() {
                 let ids: Vec<u32> = (0..len as u32)
                     .map(|t| 2 + (t * 7 + k as u32 * 5) % 300)
                     .collect();
-                row(ids, len / 3..len - 1)
+                prepared_row(ids, len / 3..len - 1)
             })
             .collect();
         let refs: Vec<&PreparedRow> = rows.iter().collect();
@@ -162,23 +162,6 @@ fn device_pooling_equals_host_pooling_on_every_tiny_model() {
                 );
             }
         }
-    }
-}
-
-fn row(ids: Vec<u32>, response: std::ops::Range<usize>) -> PreparedRow {
-    PreparedRow {
-        meta: RowMeta {
-            id: "x".into(),
-            label: 0,
-            split: None,
-            topic: None,
-            source: None,
-            tokens: ids.len(),
-            prompt_hash: String::new(),
-            truncated: false,
-        },
-        ids,
-        response,
     }
 }
 

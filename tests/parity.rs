@@ -8,7 +8,7 @@ use common::*;
 use open_constitution::decoder::{f32_view, Want};
 use open_constitution::extract::{forward_pooled, PreparedRow};
 use open_constitution::prompt::{PromptFormat, Rendered};
-use open_constitution::store::{Pooling, RowMeta};
+use open_constitution::store::Pooling;
 
 fn render(model: &open_constitution::model::Model, e: &GoldenExchange) -> Rendered {
     let format = if e.chat_template {
@@ -17,23 +17,6 @@ fn render(model: &open_constitution::model::Model, e: &GoldenExchange) -> Render
         &PromptFormat::Plain
     };
     format.exchange(&e.prompt, &e.response).unwrap()
-}
-
-fn row(ids: Vec<u32>, response: std::ops::Range<usize>) -> PreparedRow {
-    PreparedRow {
-        meta: RowMeta {
-            id: "x".into(),
-            label: 0,
-            split: None,
-            topic: None,
-            source: None,
-            tokens: ids.len(),
-            prompt_hash: String::new(),
-            truncated: false,
-        },
-        ids,
-        response,
-    }
 }
 
 #[test]
@@ -94,7 +77,7 @@ fn hidden_states_and_logits_match_pytorch() {
             if e.text.contains("Please repeat") {
                 continue; // token ids differ by design (see the test above)
             }
-            let r = row(
+            let r = prepared_row(
                 e.input_ids.clone(),
                 e.response_token_range[0]..e.response_token_range[1],
             );
@@ -163,7 +146,7 @@ fn pruned_extraction_graph_equals_the_full_graph() {
             .exchanges
             .iter()
             .map(|e| {
-                row(
+                prepared_row(
                     e.input_ids.clone(),
                     e.response_token_range[0]..e.response_token_range[1],
                 )

@@ -42,6 +42,20 @@ pub struct Row {
     pub seconds: f64,
 }
 
+impl Row {
+    /// One baseline's row from the JSON a Python baseline printed: `res[key]` holds
+    /// `{items_key, "tokens", "seconds"}`.
+    pub fn from_baseline(res: &serde_json::Value, key: &str, items_key: &str, method: &str) -> Row {
+        let r = &res[key];
+        Row {
+            method: method.into(),
+            items: r[items_key].as_u64().unwrap_or(0) as usize,
+            tokens: r["tokens"].as_u64().unwrap_or(0) as usize,
+            seconds: r["seconds"].as_f64().unwrap_or(f64::NAN),
+        }
+    }
+}
+
 /// Prints rows with per-second rates and the ratio of each to `base` (by items/s).
 pub fn print_table(unit: &str, rows: &[Row], base: &[(&str, usize)]) {
     println!(

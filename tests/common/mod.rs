@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests: the tiny models and their PyTorch goldens.
 #![allow(dead_code)]
 
+use open_constitution::extract::PreparedRow;
 use open_constitution::model::Model;
 use open_constitution::runtime::RuntimeOptions;
+use open_constitution::store::RowMeta;
 use open_constitution::tensors::TensorFile;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -105,4 +107,23 @@ pub fn assert_close(name: &str, what: &str, got: &[f32], want: &[f32]) -> f32 {
         );
     }
     d
+}
+
+/// A tokenized exchange with placeholder metadata: `response` is the token range mean pooling
+/// averages over.
+pub fn prepared_row(ids: Vec<u32>, response: std::ops::Range<usize>) -> PreparedRow {
+    PreparedRow {
+        meta: RowMeta {
+            id: "x".into(),
+            label: 0,
+            split: None,
+            topic: None,
+            source: None,
+            tokens: ids.len(),
+            prompt_hash: String::new(),
+            truncated: false,
+        },
+        ids,
+        response,
+    }
 }

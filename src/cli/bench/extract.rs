@@ -146,13 +146,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             ("a", "(a) seed: one example per forward"),
             ("b", "(b) transformers batched"),
         ] {
-            let r = &res[key];
-            table.push(Row {
-                method: name.into(),
-                items: r["examples"].as_u64().unwrap_or(0) as usize,
-                tokens: r["tokens"].as_u64().unwrap_or(0) as usize,
-                seconds: r["seconds"].as_f64().unwrap_or(f64::NAN),
-            });
+            table.push(Row::from_baseline(&res, key, "examples", name));
         }
     }
     let base: Vec<(&str, usize)> = if table.len() == 3 {

@@ -167,13 +167,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             ("seed", "seed's guarded loop (no cache)"),
             ("generate", "HF generate (KV cache)"),
         ] {
-            let r = &res[key];
-            table.push(Row {
-                method: name.into(),
-                items: r["prompts"].as_u64().unwrap_or(0) as usize,
-                tokens: r["tokens"].as_u64().unwrap_or(0) as usize,
-                seconds: r["seconds"].as_f64().unwrap_or(f64::NAN),
-            });
+            table.push(Row::from_baseline(&res, key, "prompts", name));
         }
     }
     let base: Vec<(&str, usize)> = if table.len() == 4 {
