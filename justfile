@@ -9,6 +9,8 @@ py := "PYTHONPATH=export .venv/bin/python"
 model := env_var_or_default("OC_MODEL", "models/gemma-3-270m")
 runs := env_var_or_default("OC_RUNS", "runs")
 shared_data := env_var_or_default("OC_SHARED_DATA", "../shared/data")
+# How `just extract` pools: token (what the guard scores), last (the seed's) or mean
+pooling := env_var_or_default("OC_POOLING", "token")
 # The probe of `just train`, else the one `just demo` trained
 probe := if path_exists(runs / "probe/config.json") == "true" { runs / "probe" } else { runs / "demo/probe" }
 
@@ -62,9 +64,9 @@ export model_dir out_dir *flags: setup-export
 prepare-data *flags: setup
     {{bin}} prepare-data --out data/training_data.jsonl --eval-out data/xstest_eval.jsonl --summary data/dataset_summary.json {{flags}}
 
-# Extract activations of the prepared data into runs/activations (resumable): just extract [--max-examples N ...]
+# Extract activations of the prepared data into runs/activations (resumable; OC_POOLING=last|mean|token): just extract [--max-examples N ...]
 extract *flags: setup
-    {{bin}} extract --model {{model}} --data data/training_data.jsonl --out {{runs}}/activations {{flags}}
+    {{bin}} extract --model {{model}} --data data/training_data.jsonl --out {{runs}}/activations --pooling {{pooling}} {{flags}}
 
 # Train and calibrate a probe on runs/activations: just train [--layer -4 ...]
 train *flags: setup

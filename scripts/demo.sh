@@ -7,7 +7,8 @@
 # including the one-time setup), OC_DEMO_XSTEST (XSTest rows scored, default all),
 # OC_DEMO_LAYERS (hidden states swept, default 6,8,10,12: the middle of Gemma 3 270M's 18 layers,
 # where earlier all-layer sweeps found the best probes; extraction stops at the deepest one),
-# OC_DEMO_RUN (output folder).
+# OC_DEMO_RUN (output folder). The probe trains on `--pooling token` states (one response
+# token per exchange), the kind of state the guard scores while generating.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,7 +53,7 @@ done_step "data/training_data.jsonl, data/xstest_eval.jsonl, data/dataset_summar
 
 step "extract ($N examples)"
 "$BIN" extract --model "$MODEL" --data data/training_data.jsonl --out "$RUN/activations" \
-  --max-examples "$N" --layers="$LAYERS"
+  --max-examples "$N" --layers="$LAYERS" --pooling token
 done_step "$RUN/activations"
 
 step "sweep (one probe per layer)"

@@ -121,16 +121,28 @@ pub fn forward_pooled(
         .collect()
 }
 
+/// The token positions a row's pooled vector averages: the last token, the response tokens, or
+/// one response token chosen by a hash of the row id (stable across runs and batchings).
+pub fn pooled_span(row: &PreparedRow, pooling: Pooling) -> Range<usize> {
+    match pooling {
+        Pooling::Last => row.ids.len() - 1..row.ids.len(),
+        Pooling::Mean => row.response.clone(),
+        Pooling::Token => {
+            let n = row.response.len().max(1) as u64;
+            let t = row.response.start
+                + (crate::select::hash64(&[b"oc-token", row.meta.id.as_bytes()]) % n) as usize;
+            t..t + 1
+        }
+    }
+}
+
 /// The positions each row pools (`[rows, seq, 1]`) and 1 / their count (`[rows, 1]`), for
 /// [`Decoder::pooled_on_device`]; the same positions as [`pool`] reads.
 fn selection(rows: &[&PreparedRow], seq: usize, pooling: Pooling) -> (Array3<bool>, Array2<f32>) {
     let mut select = Array3::from_elem((rows.len(), seq, 1), false);
     let mut scale = Array2::zeros((rows.len(), 1));
     for (b, row) in rows.iter().enumerate() {
-        let span = match pooling {
-            Pooling::Last => row.ids.len() - 1..row.ids.len(),
-            Pooling::Mean => row.response.clone(),
-        };
+        let span = pooled_span(row, pooling);
         scale[[b, 0]] = 1.0 / span.len() as f32;
         for t in span {
             select[[b, t, 0]] = true;
@@ -168,25 +180,23 @@ fn pool<T: Widen>(
     for (b, row) in rows.iter().enumerate() {
         let at = |t: usize| &data[(b * seq + t) * hidden..(b * seq + t + 1) * hidden];
         let mut dst = out.row_mut(b);
-        match pooling {
-            Pooling::Last => {
-                for (d, &v) in dst.iter_mut().zip(at(row.ids.len() - 1)) {
-                    *d = v.widen();
-                }
+        let span = pooled_span(row, pooling);
+        if span.len() == 1 {
+            for (d, &v) in dst.iter_mut().zip(at(span.start)) {
+                *d = v.widen();
             }
-            Pooling::Mean => {
-                // Accumulate in f64: Gemma's residual stream reaches ~1e5.
-                let mut acc = vec![0f64; hidden];
-                for t in row.response.clone() {
-                    for (a, &v) in acc.iter_mut().zip(at(t)) {
-                        *a += v.widen() as f64;
-                    }
-                }
-                let n = row.response.len() as f64;
-                for (d, a) in dst.iter_mut().zip(acc) {
-                    *d = (a / n) as f32;
-                }
+            continue;
+        }
+        // Accumulate in f64: Gemma's residual stream reaches ~1e5.
+        let mut acc = vec![0f64; hidden];
+        let n = span.len() as f64;
+        for t in span {
+            for (a, &v) in acc.iter_mut().zip(at(t)) {
+                *a += v.widen() as f64;
             }
+        }
+        for (d, a) in dst.iter_mut().zip(acc) {
+            *d = (a / n) as f32;
         }
     }
     out

@@ -150,7 +150,7 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
             job.warmup_batches,
         )?;
     }
-    let mut progress = Progress::new(prepared.len(), resumed_rows, job.progress);
+    let mut progress = Progress::new(&prepared, resumed_rows, job.progress);
     extract_into(
         &mut model.decoder,
         pad,
@@ -178,6 +178,7 @@ struct Progress {
     bar: indicatif::ProgressBar,
     log_every: Option<std::time::Duration>,
     total: usize,
+    total_tokens: usize,
     /// Rows a previous run had already stored.
     resumed: usize,
     start: Instant,
@@ -188,7 +189,9 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(total: usize, resumed: usize, visible: bool) -> Progress {
+    fn new(rows: &[crate::extract::PreparedRow], resumed: usize, visible: bool) -> Progress {
+        let total = rows.len();
+        let total_tokens = rows.iter().map(|r| r.ids.len()).sum();
         use std::io::IsTerminal;
         let terminal = visible && std::io::stderr().is_terminal();
         let bar = if terminal {
@@ -209,6 +212,7 @@ impl Progress {
             bar,
             log_every,
             total,
+            total_tokens,
             resumed,
             start: now,
             last_log: now,
@@ -228,7 +232,8 @@ impl Progress {
         if self.last_log.elapsed() >= every || rows == self.total {
             self.last_log = Instant::now();
             let rows_s = rows.saturating_sub(self.resumed) as f64 / secs;
-            let eta = self.total.saturating_sub(rows) as f64 / rows_s.max(1e-9);
+            // Batches run longest first, so the ETA goes by tokens, not rows.
+            let eta = self.total_tokens.saturating_sub(tokens) as f64 / tok_s.max(1e-9);
             tracing::info!(
                 "extracted {rows}/{} rows: {rows_s:.2} rows/s, {tok_s:.0} tok/s, eta {eta:.0} s",
                 self.total

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
 use std::str::FromStr;
 
-fn hash64(parts: &[&[u8]]) -> u64 {
+pub(crate) fn hash64(parts: &[&[u8]]) -> u64 {
     let mut h = Sha256::new();
     for p in parts {
         h.update((p.len() as u64).to_le_bytes());

@@ -216,7 +216,14 @@ fn progress_is_logged_when_stderr_is_not_a_terminal() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join(DATA);
     let o = Command::new(bin())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["extract", "--threads", "1", "--max-examples", "20", "--model"])
+        .args([
+            "extract",
+            "--threads",
+            "1",
+            "--max-examples",
+            "20",
+            "--model",
+        ])
         .arg(model_dir("tiny-gemma3"))
         .arg("--data")
         .arg(&data)

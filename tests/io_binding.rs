@@ -142,7 +142,7 @@ fn device_pooling_equals_host_pooling_on_every_tiny_model() {
             })
             .collect();
         let refs: Vec<&PreparedRow> = rows.iter().collect();
-        for pooling in [Pooling::Last, Pooling::Mean] {
+        for pooling in [Pooling::Last, Pooling::Mean, Pooling::Token] {
             model.decoder.set_io_binding(false);
             let host = forward_pooled(&mut model.decoder, &refs, &layers, pooling, 0).unwrap();
             model.decoder.set_io_binding(true);

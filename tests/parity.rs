@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use open_constitution::decoder::{f32_view, Want};
-use open_constitution::extract::{forward_pooled, PreparedRow};
+use open_constitution::extract::{forward_pooled, pooled_span, PreparedRow};
 use open_constitution::prompt::{PromptFormat, Rendered};
 use open_constitution::store::Pooling;
 
@@ -153,7 +153,7 @@ fn pruned_extraction_graph_equals_the_full_graph() {
             })
             .collect();
         let refs: Vec<&PreparedRow> = rows.iter().collect();
-        for pooling in [Pooling::Last, Pooling::Mean] {
+        for pooling in [Pooling::Last, Pooling::Mean, Pooling::Token] {
             let a = forward_pooled(&mut full.decoder, &refs, &layers, pooling, 0).unwrap();
             let b = forward_pooled(&mut pruned.decoder, &refs, &layers, pooling, 0).unwrap();
             for (x, y) in a.iter().zip(&b) {
@@ -165,5 +165,51 @@ fn pruned_extraction_graph_equals_the_full_graph() {
                 );
             }
         }
+    }
+}
+
+/// `--pooling token` keeps one response token's state: it must equal the last-token state of the
+/// exchange cut right after that token (what the guard scores at that step), and the chosen
+/// positions must lie inside the response and vary between rows.
+#[test]
+fn token_pooling_is_the_guards_view_of_a_prefix() {
+    for name in TINY_MODELS {
+        let mut model = load(name, true);
+        let (g, _) = goldens(name);
+        let layers = vec![g.layers[g.layers.len() / 2]];
+        let rows: Vec<PreparedRow> = g
+            .exchanges
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut r = prepared_row(
+                    e.input_ids.clone(),
+                    e.response_token_range[0]..e.response_token_range[1],
+                );
+                r.meta.id = format!("row-{i}");
+                r
+            })
+            .collect();
+        let refs: Vec<&PreparedRow> = rows.iter().collect();
+        let got = forward_pooled(&mut model.decoder, &refs, &layers, Pooling::Token, 0).unwrap();
+        let mut positions = Vec::new();
+        for (k, row) in rows.iter().enumerate() {
+            let span = pooled_span(row, Pooling::Token);
+            assert_eq!(span.len(), 1);
+            assert!(row.response.contains(&span.start), "{name}: {span:?}");
+            positions.push(span.start - row.response.start);
+            let prefix = prepared_row(row.ids[..span.end].to_vec(), row.response.start..span.end);
+            let want =
+                forward_pooled(&mut model.decoder, &[&prefix], &layers, Pooling::Last, 0).unwrap();
+            assert_close(
+                name,
+                &format!("token pooling of row {k} vs its prefix"),
+                got[0].row(k).as_slice().unwrap(),
+                want[0].row(0).as_slice().unwrap(),
+            );
+        }
+        positions.sort();
+        positions.dedup();
+        assert!(positions.len() > 1, "{name}: one position for every row");
     }
 }

@@ -27,8 +27,10 @@ pub struct Args {
     /// Each layer costs hidden_size x 4 bytes per row.
     #[arg(long, default_value = "all", allow_hyphen_values = true)]
     pub layers: String,
-    /// `last`: the exchange's last token (the seed's choice); `mean`: the mean over response
-    /// tokens (closer to what the guard sees mid-generation).
+    /// `last`: the exchange's last token (the seed's choice: with a chat template, the
+    /// end-of-turn marker); `mean`: the mean over the response tokens; `token`: one response
+    /// token per exchange (chosen by a hash of the row id), the kind of state the guard scores
+    /// while generating: train guard probes on it. All three cost the same.
     #[arg(long, value_enum, default_value_t = Pooling::Last)]
     pub pooling: Pooling,
     /// Padded tokens per batch (rows x longest row). Default: 1024 on CPU (cache-friendly),

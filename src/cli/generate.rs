@@ -11,6 +11,7 @@ use open_constitution::guard::{GuardConfig, Smoothing};
 use open_constitution::model::Model;
 use open_constitution::probe::Probe;
 use open_constitution::sampling::SamplingConfig;
+use open_constitution::store::Pooling;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -129,6 +130,16 @@ pub fn load_probe(dir: &Path, model: &Model) -> anyhow::Result<Probe> {
             "drop --no-chat-template"
         }
     );
+    if probe.config().pooling != Pooling::Token {
+        // Not an error: such probes still rank exchanges, but their thresholds were calibrated
+        // on another kind of state than the per-token ones the guard scores.
+        tracing::warn!(
+            "probe {} was trained on {:?}-pooled states; the guard scores one token at a time. \
+             A probe from `extract --pooling token` sees what the guard sees",
+            dir.display(),
+            probe.config().pooling
+        );
+    }
     Ok(probe)
 }
 

@@ -17,7 +17,7 @@ pub struct TrainFlags {
     /// (8-15 s for 20,000 x 2,048 rows; small alphas on nearly separable data take longest);
     /// values are fitted in parallel. The best validation ROC-AUC wins, ties (within 1e-4)
     /// going to the larger alpha.
-    #[arg(long, value_delimiter = ',', default_value = "0.1,1,10,100,1000")]
+    #[arg(long, value_delimiter = ',', default_value = "0.1,1,10,100,1000,10000")]
     pub alphas: Vec<f64>,
     /// `balanced` gives both classes the same total weight by oversampling the minority class of
     /// the train split (seeded, see --seed); `none` weighs every row the same. Balanced helps

@@ -37,7 +37,7 @@ pub struct TrainOptions {
 }
 
 /// The default alpha grid.
-pub const DEFAULT_ALPHAS: [f64; 5] = [0.01, 0.1, 1.0, 10.0, 100.0];
+pub const DEFAULT_ALPHAS: [f64; 6] = [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0];
 
 impl Default for TrainOptions {
     fn default() -> Self {

@@ -27,6 +27,9 @@ pub enum Pooling {
     Last,
     /// The mean over the response tokens.
     Mean,
+    /// One response token per exchange, chosen by a hash of the row id: the kind of state the
+    /// guard scores mid-generation (the newest token given the text so far).
+    Token,
 }
 
 /// Which of N shards a store holds.
