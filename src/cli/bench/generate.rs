@@ -39,8 +39,10 @@ pub struct Args {
     /// New tokens per prompt (end-of-turn is ignored so every run generates exactly this many).
     #[arg(long, default_value_t = 64)]
     pub new_tokens: usize,
-    /// Alternating unguarded/guarded measurements; the median of each is reported.
-    #[arg(long, default_value_t = 3)]
+    /// Alternating unguarded/guarded measurements; the median of each is reported. Runs of
+    /// ~13 s on a shared 2-core machine vary by several percent: 3 repeats once read +8 %
+    /// overhead where 5 read -0.5 %.
+    #[arg(long, default_value_t = 5)]
     pub repeats: usize,
     /// Prompts the Python baselines run (the seed's loop is slow).
     #[arg(long, default_value_t = 2)]
