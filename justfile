@@ -92,7 +92,7 @@ bench: setup setup-export gemma3-270m
     test -f {{probe}}/config.json || (echo "bench generate needs a probe: run just demo (or just extract && just train) first" >&2; exit 2)
     {{bin}} bench generate --model {{model}} --probe {{probe}} --prompts 4 --new-tokens 64
 
-# The main job end to end on Gemma 3 270M and real data (~30 min on 2 cores; OC_DEMO_EXAMPLES scales it)
+# The main job end to end on Gemma 3 270M and real data (~20 min on 2 cores with setup; OC_DEMO_EXAMPLES scales it)
 demo: setup setup-export
     scripts/demo.sh
 

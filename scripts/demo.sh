@@ -3,7 +3,7 @@
 #   model -> data -> extract (label-balanced sample) -> layer sweep -> train + calibrate
 #   -> evaluate (held-out test split, XSTest over-blocking) -> two guarded generations.
 # Every step prints where its output went; a rerun skips finished steps (extraction resumes).
-# Scale with OC_DEMO_EXAMPLES (training sample, default 3000: ~30 min in all on 2 CPU cores
+# Scale with OC_DEMO_EXAMPLES (training sample, default 3000: ~20 min in all on 2 CPU cores
 # including the one-time setup), OC_DEMO_XSTEST (XSTest rows scored, default all),
 # OC_DEMO_LAYERS (hidden states swept, default 6,8,10,12: the middle of Gemma 3 270M's 18 layers,
 # where earlier all-layer sweeps found the best probes; extraction stops at the deepest one),
