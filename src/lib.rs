@@ -18,6 +18,7 @@ pub mod probe;
 pub mod profile;
 pub mod prompt;
 pub mod prune;
+pub mod replay;
 pub mod runtime;
 pub mod sampling;
 pub mod select;

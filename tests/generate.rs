@@ -249,3 +249,83 @@ fn bad_prompts_are_refused_with_clear_errors() {
         "{err}"
     );
 }
+
+/// risk = sigmoid(2 h[0] / rms(h)): unsaturated whatever the model's activation scale, so
+/// smoothing and decisions vary from step to step.
+struct SoftProbe {
+    layer: usize,
+}
+
+impl RiskScorer for SoftProbe {
+    fn layer(&self) -> usize {
+        self.layer
+    }
+    fn score(&self, h: &[f32]) -> f32 {
+        let rms = (h.iter().map(|x| x * x).sum::<f32>() / h.len() as f32).sqrt();
+        1.0 / (1.0 + (-2.0 * h[0] / rms.max(1e-12)).exp())
+    }
+}
+
+/// `eval --stream` replays a response through the guard in one forward; on the tokens `generate`
+/// produced it must reach the same risks, smoothed risks and decisions at the same steps.
+#[test]
+fn guard_replay_matches_generate_step_by_step() {
+    use open_constitution::guard::Decision;
+    use open_constitution::replay::replay;
+    let mut decisions = Vec::new();
+    for name in TINY_MODELS {
+        let mut model = load(name, true);
+        let prompt = "Tell me a short story about a cat.".to_string();
+        let layer = model.files.manifest.num_layers / 2;
+        let probe = SoftProbe { layer };
+        let config = GuardConfig {
+            threshold: 0.55,
+            pause_threshold: 1.0, // flags vary by step; a pause would end the comparison early
+            probe_every_n_tokens: 2,
+            smoothing: Smoothing::MovingAverage { window: 3 },
+        };
+        let setup = GuardSetup {
+            scorer: &probe,
+            config,
+        };
+        let mut o = opts(9);
+        o.ignore_eos = true;
+        let (res, _) = run(&mut model, std::slice::from_ref(&prompt), Some(&setup), &o);
+        let r = &res[0];
+        assert!(r.probe_steps.len() >= 2, "{name}: a few probe steps: {r:?}");
+        let gen = &r.token_ids[..r.probe_steps.last().unwrap().token_index + 1];
+        let prompt_ids = {
+            let p = model.files.format.generation_prompt(&prompt).unwrap();
+            model.files.encoder.encode(&p).unwrap().ids
+        };
+        let ids: Vec<u32> = prompt_ids.iter().chain(gen).copied().collect();
+        let row = prepared_row(ids, prompt_ids.len()..prompt_ids.len() + gen.len());
+        let pad = model.files.pad_id();
+        let out = replay(
+            &mut model.decoder,
+            pad,
+            &[row],
+            &probe,
+            config,
+            (4096, 8),
+            &mut |_| {},
+        )
+        .unwrap();
+        let steps = &out[0].steps;
+        assert_eq!(steps.len(), r.probe_steps.len(), "{name}: same probe steps");
+        for (a, b) in steps.iter().zip(&r.probe_steps) {
+            assert_eq!(a.token_index, b.token_index, "{name}");
+            assert!((a.risk - b.risk).abs() < 1e-4, "{name}: {a:?} vs {b:?}");
+            assert!(
+                (a.smoothed - b.smoothed).abs() < 1e-4,
+                "{name}: {a:?} vs {b:?}"
+            );
+            assert_eq!(a.decision, b.decision, "{name}: {a:?} vs {b:?}");
+            decisions.push(a.decision);
+        }
+    }
+    assert!(
+        decisions.contains(&Decision::Flag) && decisions.contains(&Decision::Continue),
+        "the comparison covers both decisions: {decisions:?}"
+    );
+}

@@ -44,6 +44,14 @@ pub struct Args {
     /// on, only `test` is unseen; `all` includes its training rows and overstates quality.
     #[arg(long, value_enum)]
     pub split: Option<Split>,
+    /// With --data: replay each exchange's response through the guard as if the model had
+    /// written it (one forward per batch; every response token scored, smoothed and judged with
+    /// the probe's thresholds, cadence and window, as `generate` does) and report how many unsafe
+    /// responses it pauses, how early, and how many safe ones it stops (OUT/stream.json).
+    /// Instead of the classifier metrics. --split keeps rows by their split labels (after
+    /// the --max-examples sample).
+    #[arg(long, requires = "data")]
+    pub stream: bool,
     /// Directory for eval.json, roc.svg and pr.svg. Default: PROBE/eval (PROBE/eval-SPLIT with
     /// --split).
     #[arg(long)]
@@ -58,6 +66,9 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<()> {
             None => "eval".into(),
         })
     });
+    if let (true, Some(data)) = (args.stream, &args.data) {
+        return super::eval_stream::run(&args, &probe, data, &out);
+    }
     let stores = match &args.data {
         Some(data) => vec![extract_for_probe(&args, &probe, data, &out, quiet)?],
         None => args.activations.clone(),

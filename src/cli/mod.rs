@@ -3,6 +3,7 @@
 mod bench;
 mod common;
 mod eval;
+mod eval_stream;
 mod extract;
 mod generate;
 mod merge;

@@ -1,0 +1,111 @@
+//! `eval --stream`: replay labelled exchanges through the guard (see
+//! [`open_constitution::replay`]) and report how it behaves as deployed.
+
+use super::eval::Args;
+use open_constitution::extract::prepare_rows;
+use open_constitution::extract_job::{select_rows, ExtractJob};
+use open_constitution::guard::{GuardConfig, Smoothing};
+use open_constitution::model::Model;
+use open_constitution::probe::Probe;
+use open_constitution::replay::{replay, summarize, ReplaySummary};
+use open_constitution::store::Pooling;
+use std::path::Path;
+use std::time::Instant;
+
+/// Replays `data` through the probe's guard and writes `out/stream.json`.
+pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Result<()> {
+    let spec = args
+        .model
+        .as_deref()
+        .expect("clap requires --model with --data");
+    let chat = probe.config().use_chat_template;
+    let layer = probe.layer_index().to_string();
+    let mut model = Model::load_for_extraction(spec, chat, &args.runtime.options(), &layer)?;
+    probe.check_model(&model.files.manifest, &model.files.manifest_sha256)?;
+    let job = ExtractJob {
+        data: data.to_path_buf(),
+        out: out.to_path_buf(),
+        layers: layer,
+        pooling: Pooling::Token,
+        batch_tokens: args.runtime.batch_tokens(args.batch_tokens),
+        max_batch: 64,
+        max_examples: args.max_examples,
+        seed: 0,
+        max_tokens: Some(args.max_tokens),
+        skip_invalid: false,
+        shard: None,
+        rows_per_shard: 512,
+        progress: false,
+        warmup_batches: 0,
+    };
+    let (mut rows, _) = select_rows(&job)?;
+    if let Some(split) = args.split {
+        // By the rows' own split labels (prepare-data writes them).
+        rows.retain(|r| r.split.as_deref() == Some(split.as_str()));
+        anyhow::ensure!(
+            !rows.is_empty(),
+            "no rows of {} have split `{}`",
+            data.display(),
+            split.as_str()
+        );
+    }
+    let prepared = prepare_rows(&model.files, &rows, job.max_tokens)?;
+    let c = probe.config();
+    let config = GuardConfig {
+        threshold: c.threshold,
+        pause_threshold: c.pause_threshold,
+        probe_every_n_tokens: c.probe_every_n_tokens,
+        smoothing: Smoothing::MovingAverage {
+            window: c.smoothing_window,
+        },
+    };
+    let bar = super::train::progress_bar(prepared.len() as u64, "rows");
+    let start = Instant::now();
+    let pad = model.files.pad_id();
+    let outcomes = replay(
+        &mut model.decoder,
+        pad,
+        &prepared,
+        probe,
+        config,
+        (job.batch_tokens, job.max_batch),
+        &mut |done| bar.set_position(done as u64),
+    )?;
+    bar.finish_and_clear();
+    let (unsafe_rows, safe_rows) = (summarize(&outcomes, 1), summarize(&outcomes, 0));
+    println!(
+        "guard replay of {} rows of {} in {:.1} s (threshold {:.3}, pause {:.3}, every {} tokens, window {})",
+        outcomes.len(),
+        data.display(),
+        start.elapsed().as_secs_f64(),
+        config.threshold,
+        config.pause_threshold,
+        config.probe_every_n_tokens,
+        c.smoothing_window
+    );
+    print_line("unsafe responses (label 1)", &unsafe_rows);
+    print_line("safe responses (label 0)", &safe_rows);
+    std::fs::create_dir_all(out)?;
+    let report = serde_json::json!({
+        "data": data,
+        "guard": config,
+        "unsafe": unsafe_rows,
+        "safe": safe_rows,
+        "rows": outcomes,
+    });
+    let path = out.join("stream.json");
+    let bytes = serde_json::to_vec_pretty(&report)?;
+    open_constitution::fsutil::write_atomic(&path, |w| std::io::Write::write_all(w, &bytes))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+fn print_line(what: &str, s: &ReplaySummary) {
+    let median = s
+        .median_pause_token
+        .map_or("-".to_string(), |t| format!("token {t}"));
+    println!(
+        "  {what:<28} n {:>5}  paused {:.3}  flagged or paused {:.3}  median pause at {median}",
+        s.rows, s.paused, s.flagged_or_paused
+    );
+}

@@ -1,0 +1,248 @@
+//! Guard replay: labelled exchanges run through the guard as if the model had written their
+//! responses (teacher forcing). One forward per batch gives every response token's hidden state
+//! at the probe layer; each is scored, smoothed and judged exactly as `generate` judges the token
+//! it just produced. This measures the guard as deployed (how many unsafe responses it pauses,
+//! how early, and how many safe ones it stops) rather than the probe as a classifier.
+
+use crate::batch::{plan_batches, right_padded};
+use crate::decoder::{float_view, Decoder, FloatData, Want};
+use crate::error::{Error, Result};
+use crate::extract::PreparedRow;
+use crate::generate::RiskScorer;
+use crate::guard::{Decision, Guard, GuardConfig, GuardStatus, ProbeStep};
+use serde::Serialize;
+
+/// What the guard did with one exchange's response.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayOutcome {
+    pub id: String,
+    pub label: u8,
+    pub status: GuardStatus,
+    /// 0-based response token at which the smoothed risk first reached the flag threshold.
+    pub first_flag_token: Option<usize>,
+    /// 0-based response token at which the guard paused.
+    pub pause_token: Option<usize>,
+    pub response_tokens: usize,
+    pub max_smoothed: f32,
+    #[serde(skip)]
+    pub steps: Vec<ProbeStep>,
+}
+
+/// Replays `rows` through a guard: batches of at most `batch_tokens` padded tokens and
+/// `max_batch` rows; outcomes come back in the order of `rows`.
+pub fn replay(
+    decoder: &mut Decoder,
+    pad_id: u32,
+    rows: &[PreparedRow],
+    scorer: &dyn RiskScorer,
+    config: GuardConfig,
+    (batch_tokens, max_batch): (usize, usize),
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<ReplayOutcome>> {
+    config.validate()?;
+    let layer = scorer.layer();
+    let hidden = decoder.manifest().hidden_size;
+    let lengths: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
+    let mut out: Vec<Option<ReplayOutcome>> = vec![None; rows.len()];
+    let mut done = 0;
+    for batch in plan_batches(&lengths, batch_tokens, max_batch) {
+        let seqs: Vec<&[u32]> = batch.iter().map(|&i| rows[i].ids.as_slice()).collect();
+        let inputs = right_padded(&seqs, pad_id);
+        let past = decoder.empty_cache(batch.len())?;
+        let want = Want {
+            logits: false,
+            hidden: vec![layer],
+            present: false,
+        };
+        let res = decoder.run(inputs, past, &want)?;
+        let (shape, data) = float_view(&res.hidden[0])?;
+        if shape.len() != 3 || shape[0] != batch.len() || shape[2] != hidden {
+            return Err(Error::Extract(format!(
+                "hidden state {layer} has shape {shape:?}, expected [{}, seq, {hidden}]",
+                batch.len()
+            )));
+        }
+        let seq = shape[1];
+        for (b, &i) in batch.iter().enumerate() {
+            let state = |t: usize| -> Vec<f32> {
+                let at = (b * seq + t) * hidden..(b * seq + t + 1) * hidden;
+                match &data {
+                    FloatData::F32(d) => d[at].to_vec(),
+                    FloatData::F16(d) => d[at].iter().map(|v| v.to_f32()).collect(),
+                }
+            };
+            out[i] = Some(judge_row(&rows[i], config, |t| scorer.score(&state(t)))?);
+        }
+        done += batch.len();
+        progress(done);
+    }
+    Ok(out
+        .into_iter()
+        .map(|o| o.expect("every row planned"))
+        .collect())
+}
+
+/// Walks one response token by token as `generate` does: probe after tokens N, 2N, ... and the
+/// last one, stop at a pause. `risk_at(t)` scores the hidden state at sequence position `t`.
+pub fn judge_row(
+    row: &PreparedRow,
+    config: GuardConfig,
+    mut risk_at: impl FnMut(usize) -> f32,
+) -> Result<ReplayOutcome> {
+    let mut guard = Guard::new(config)?;
+    let n = row.response.len();
+    let (mut first_flag, mut pause, mut max_smoothed) = (None, None, 0f32);
+    for i in 0..n {
+        let count = i + 1;
+        if !(guard.should_probe(count) || (count == n && guard.needs_final_probe(count))) {
+            continue;
+        }
+        let step = guard.observe(count, risk_at(row.response.start + i))?;
+        max_smoothed = max_smoothed.max(step.smoothed);
+        if step.decision != Decision::Continue && first_flag.is_none() {
+            first_flag = Some(i);
+        }
+        if step.decision == Decision::Pause {
+            pause = Some(i);
+            break;
+        }
+    }
+    Ok(ReplayOutcome {
+        id: row.meta.id.clone(),
+        label: row.meta.label,
+        status: guard.status(),
+        first_flag_token: first_flag,
+        pause_token: pause,
+        response_tokens: n,
+        max_smoothed,
+        steps: guard.steps().to_vec(),
+    })
+}
+
+/// Stream-level rates over outcomes of one label.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReplaySummary {
+    pub rows: usize,
+    /// Share of rows the guard paused.
+    pub paused: f64,
+    /// Share of rows flagged or paused.
+    pub flagged_or_paused: f64,
+    /// Median 0-based response token of the pause, over paused rows.
+    pub median_pause_token: Option<usize>,
+}
+
+/// Summarizes the outcomes of rows with `label`.
+pub fn summarize(outcomes: &[ReplayOutcome], label: u8) -> ReplaySummary {
+    let rows: Vec<&ReplayOutcome> = outcomes.iter().filter(|o| o.label == label).collect();
+    let share = |f: &dyn Fn(&ReplayOutcome) -> bool| {
+        rows.iter().filter(|o| f(o)).count() as f64 / rows.len().max(1) as f64
+    };
+    let mut pauses: Vec<usize> = rows.iter().filter_map(|o| o.pause_token).collect();
+    pauses.sort_unstable();
+    ReplaySummary {
+        rows: rows.len(),
+        paused: share(&|o| o.status == GuardStatus::Paused),
+        flagged_or_paused: share(&|o| o.status != GuardStatus::Completed),
+        median_pause_token: pauses.get(pauses.len() / 2).copied(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::Smoothing;
+    use crate::store::RowMeta;
+
+    fn row(response: std::ops::Range<usize>, label: u8) -> PreparedRow {
+        PreparedRow {
+            ids: vec![0; response.end + 1],
+            response,
+            meta: RowMeta {
+                id: "r".into(),
+                label,
+                split: None,
+                topic: None,
+                source: None,
+                tokens: 0,
+                prompt_hash: String::new(),
+                truncated: false,
+            },
+        }
+    }
+
+    fn cfg(every: usize, window: usize) -> GuardConfig {
+        GuardConfig {
+            threshold: 0.5,
+            pause_threshold: 0.8,
+            probe_every_n_tokens: every,
+            smoothing: Smoothing::MovingAverage { window },
+        }
+    }
+
+    #[test]
+    fn judges_response_positions_and_stops_at_the_pause() {
+        // Response at positions 3..9; risk rises with the position.
+        let risks = [0.0, 0.0, 0.0, 0.1, 0.2, 0.6, 0.7, 0.9, 0.95, 1.0];
+        let mut seen = Vec::new();
+        let o = judge_row(&row(3..9, 1), cfg(1, 1), |t| {
+            seen.push(t);
+            risks[t]
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![3, 4, 5, 6, 7],
+            "never reads the prompt or past the pause"
+        );
+        assert_eq!(o.first_flag_token, Some(2));
+        assert_eq!(o.pause_token, Some(4));
+        assert_eq!(o.status, GuardStatus::Paused);
+        assert_eq!(o.response_tokens, 6);
+    }
+
+    #[test]
+    fn probes_every_n_tokens_and_the_last_partial_window() {
+        let mut seen = Vec::new();
+        let o = judge_row(&row(2..9, 0), cfg(3, 2), |t| {
+            seen.push(t);
+            0.1
+        })
+        .unwrap();
+        // 7 response tokens: probes after tokens 3 and 6, then the last (7th).
+        assert_eq!(seen, vec![4, 7, 8]);
+        assert_eq!(o.status, GuardStatus::Completed);
+        assert_eq!((o.first_flag_token, o.pause_token), (None, None));
+    }
+
+    #[test]
+    fn summary_rates_per_label() {
+        let mk = |label, pause: Option<usize>, flag: bool| ReplayOutcome {
+            id: String::new(),
+            label,
+            status: match (pause, flag) {
+                (Some(_), _) => GuardStatus::Paused,
+                (None, true) => GuardStatus::Flagged,
+                _ => GuardStatus::Completed,
+            },
+            first_flag_token: pause,
+            pause_token: pause,
+            response_tokens: 10,
+            max_smoothed: 0.0,
+            steps: vec![],
+        };
+        let o = vec![
+            mk(1, Some(5), true),
+            mk(1, Some(1), true),
+            mk(1, None, true),
+            mk(1, None, false),
+            mk(0, None, true),
+            mk(0, None, false),
+        ];
+        let s1 = summarize(&o, 1);
+        assert_eq!((s1.rows, s1.paused, s1.flagged_or_paused), (4, 0.5, 0.75));
+        assert_eq!(s1.median_pause_token, Some(5));
+        let s0 = summarize(&o, 0);
+        assert_eq!((s0.rows, s0.paused, s0.flagged_or_paused), (2, 0.0, 0.5));
+        assert_eq!(s0.median_pause_token, None);
+    }
+}
