@@ -24,8 +24,12 @@ pub struct ReplayOutcome {
     pub pause_token: Option<usize>,
     pub response_tokens: usize,
     pub max_smoothed: f32,
+    /// The probe steps under these thresholds (cut at the pause).
     #[serde(skip)]
     pub steps: Vec<ProbeStep>,
+    /// The probe steps of the whole response, for judging other thresholds ([`decide`]).
+    #[serde(skip)]
+    pub trajectory: Vec<ProbeStep>,
 }
 
 /// Replays `rows` through a guard: batches of at most `batch_tokens` padded tokens and
@@ -87,35 +91,105 @@ pub fn replay(
 pub fn judge_row(
     row: &PreparedRow,
     config: GuardConfig,
-    mut risk_at: impl FnMut(usize) -> f32,
+    risk_at: impl FnMut(usize) -> f32,
 ) -> Result<ReplayOutcome> {
-    let mut guard = Guard::new(config)?;
+    let steps = trajectory(row, config, risk_at)?;
+    Ok(decide(
+        row,
+        &steps,
+        config.threshold,
+        config.pause_threshold,
+    ))
+}
+
+/// The probe steps of a whole response with the thresholds out of the way (smoothing does not
+/// depend on them), so any thresholds can be judged afterwards with [`decide`]. A trajectory
+/// stops early only where the smoothed risk reaches exactly 1, where every threshold has fired.
+pub fn trajectory(
+    row: &PreparedRow,
+    config: GuardConfig,
+    mut risk_at: impl FnMut(usize) -> f32,
+) -> Result<Vec<ProbeStep>> {
+    let mut guard = Guard::new(GuardConfig {
+        threshold: 1.0,
+        pause_threshold: 1.0,
+        ..config
+    })?;
     let n = row.response.len();
-    let (mut first_flag, mut pause, mut max_smoothed) = (None, None, 0f32);
     for i in 0..n {
         let count = i + 1;
         if !(guard.should_probe(count) || (count == n && guard.needs_final_probe(count))) {
             continue;
         }
-        let step = guard.observe(count, risk_at(row.response.start + i))?;
-        max_smoothed = max_smoothed.max(step.smoothed);
-        if step.decision != Decision::Continue && first_flag.is_none() {
-            first_flag = Some(i);
-        }
-        if step.decision == Decision::Pause {
-            pause = Some(i);
+        if guard
+            .observe(count, risk_at(row.response.start + i))?
+            .decision
+            == Decision::Pause
+        {
             break;
         }
     }
-    Ok(ReplayOutcome {
+    Ok(guard.steps().to_vec())
+}
+
+/// What a guard with thresholds `flag` and `pause` does on a trajectory: decisions re-made, steps
+/// cut at the first pause.
+pub fn decide(row: &PreparedRow, trajectory: &[ProbeStep], flag: f32, pause: f32) -> ReplayOutcome {
+    let mut steps = Vec::new();
+    let (mut first_flag, mut pause_at, mut max_smoothed) = (None, None, 0f32);
+    for s in trajectory {
+        let decision = if s.smoothed >= pause {
+            Decision::Pause
+        } else if s.smoothed >= flag {
+            Decision::Flag
+        } else {
+            Decision::Continue
+        };
+        steps.push(ProbeStep { decision, ..*s });
+        max_smoothed = max_smoothed.max(s.smoothed);
+        if decision != Decision::Continue && first_flag.is_none() {
+            first_flag = Some(s.token_index);
+        }
+        if decision == Decision::Pause {
+            pause_at = Some(s.token_index);
+            break;
+        }
+    }
+    let status = match (pause_at, first_flag) {
+        (Some(_), _) => GuardStatus::Paused,
+        (None, Some(_)) => GuardStatus::Flagged,
+        _ => GuardStatus::Completed,
+    };
+    ReplayOutcome {
         id: row.meta.id.clone(),
         label: row.meta.label,
-        status: guard.status(),
+        status,
         first_flag_token: first_flag,
-        pause_token: pause,
-        response_tokens: n,
+        pause_token: pause_at,
+        response_tokens: row.response.len(),
         max_smoothed,
-        steps: guard.steps().to_vec(),
+        steps,
+        trajectory: trajectory.to_vec(),
+    }
+}
+
+/// The lowest threshold that at most `fpr` of the label-0 trajectories reach (their maximum
+/// smoothed risk), i.e. a stream-level false-positive rate; `None` without label-0 rows.
+pub fn stream_threshold(outcomes: &[ReplayOutcome], fpr: f64) -> Option<f32> {
+    let mut maxima: Vec<f32> = outcomes
+        .iter()
+        .filter(|o| o.label == 0)
+        .map(|o| o.trajectory.iter().map(|s| s.smoothed).fold(0.0, f32::max))
+        .collect();
+    if maxima.is_empty() {
+        return None;
+    }
+    maxima.sort_by(|a, b| b.total_cmp(a));
+    let allowed = (fpr * maxima.len() as f64).floor() as usize;
+    Some(match maxima.get(allowed) {
+        // Just above the first maximum that must not fire.
+        Some(&m) => f32::from_bits(m.to_bits() + 1).min(1.0),
+        None => 0.0,
     })
 }
 
@@ -189,10 +263,12 @@ mod tests {
             risks[t]
         })
         .unwrap();
+        // The whole response is read (other thresholds may be judged later), never the prompt.
+        assert_eq!(seen, vec![3, 4, 5, 6, 7, 8]);
         assert_eq!(
-            seen,
-            vec![3, 4, 5, 6, 7],
-            "never reads the prompt or past the pause"
+            o.steps.len(),
+            5,
+            "steps under these thresholds end at the pause"
         );
         assert_eq!(o.first_flag_token, Some(2));
         assert_eq!(o.pause_token, Some(4));
@@ -229,6 +305,7 @@ mod tests {
             response_tokens: 10,
             max_smoothed: 0.0,
             steps: vec![],
+            trajectory: vec![],
         };
         let o = vec![
             mk(1, Some(5), true),
@@ -244,5 +321,44 @@ mod tests {
         let s0 = summarize(&o, 0);
         assert_eq!((s0.rows, s0.paused, s0.flagged_or_paused), (2, 0.0, 0.5));
         assert_eq!(s0.median_pause_token, None);
+    }
+
+    #[test]
+    fn other_thresholds_are_judged_on_the_recorded_trajectory() {
+        let risks = [0.0, 0.0, 0.2, 0.6, 0.9, 0.3, 0.95];
+        let r = row(2..7, 0);
+        let o = judge_row(&r, cfg(1, 1), |t| risks[t]).unwrap();
+        assert_eq!(o.trajectory.len(), 5, "the whole response, past the pause");
+        assert_eq!(o.pause_token, Some(2), "0.9 >= 0.8 at response token 2");
+        let lenient = decide(&r, &o.trajectory, 0.92, 0.99);
+        assert_eq!(lenient.status, GuardStatus::Flagged);
+        assert_eq!(lenient.first_flag_token, Some(4));
+        assert_eq!(lenient.steps.len(), 5);
+    }
+
+    #[test]
+    fn stream_threshold_bounds_the_share_of_safe_streams_that_fire() {
+        let safe = |peak: f32| {
+            let r = row(0..3, 0);
+            let risks = [0.1, peak, 0.2];
+            judge_row(&r, cfg(1, 1), |t| risks[t]).unwrap()
+        };
+        let o: Vec<ReplayOutcome> = [0.3, 0.5, 0.7, 0.9].into_iter().map(safe).collect();
+        // At most 25 % of 4 streams may reach it: only the 0.9 one.
+        let t = stream_threshold(&o, 0.25).unwrap();
+        assert!(t > 0.7 && t <= 0.9, "{t}");
+        let fired = o
+            .iter()
+            .filter(|x| {
+                decide(&row(0..3, 0), &x.trajectory, t, 1.0).status != GuardStatus::Completed
+            })
+            .count();
+        assert_eq!(fired, 1);
+        assert_eq!(
+            stream_threshold(&o, 0.0).unwrap(),
+            f32::from_bits(0.9f32.to_bits() + 1)
+        );
+        assert_eq!(stream_threshold(&o, 1.0), Some(0.0));
+        assert_eq!(stream_threshold(&[], 0.1), None);
     }
 }

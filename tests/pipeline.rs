@@ -93,6 +93,38 @@ fn extract_train_eval_generate() {
     assert!(out.contains("rows 40"), "{out}");
     assert!(t.join("ev2/roc.svg").is_file() && t.join("ev2/activations/meta.json").is_file());
 
+    // The guard replayed over the data's responses, with stream-level thresholds chosen on them.
+    let out = ok(oc(&[
+        "eval",
+        "--probe",
+        s(&probe),
+        "--model",
+        s(&model),
+        "--data",
+        "data/examples/examples.jsonl",
+        "--max-examples",
+        "40",
+        "--stream",
+        "--stream-fpr",
+        "0.25,0.1",
+        "--out",
+        s(&t.join("ev3")),
+    ]));
+    assert!(out.contains("guard replay of 40 rows"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.join("ev3/stream.json")).unwrap()).unwrap();
+    assert_eq!(v["rows"].as_array().unwrap().len(), 40);
+    let cal = &v["stream_calibration"];
+    let (safe_flagged, safe_paused) = (
+        cal["safe"]["flagged_or_paused"].as_f64().unwrap(),
+        cal["safe"]["paused"].as_f64().unwrap(),
+    );
+    assert!(safe_flagged <= 0.25 && safe_paused <= 0.1, "{cal}");
+    assert!(
+        cal["threshold"].as_f64() <= cal["pause_threshold"].as_f64(),
+        "{cal}"
+    );
+
     let json = ok(oc(&[
         "generate",
         "--model",

@@ -52,6 +52,20 @@ pub struct Args {
     /// the --max-examples sample).
     #[arg(long, requires = "data")]
     pub stream: bool,
+    /// With --stream: also choose thresholds on these rows so that at most FLAG (PAUSE) of the
+    /// safe (label 0) streams are ever flagged (paused), e.g. `0.05,0.01`: stream-level false
+    /// positive rates, where `train` calibrates per scored state. Prints them and what they
+    /// achieve; use them with `generate --threshold --pause-threshold`. Choose on
+    /// `--split validation`, then measure on `--split test` with those flags.
+    #[arg(long, requires = "stream", value_delimiter = ',', value_name = "RATES")]
+    pub stream_fpr: Option<Vec<f64>>,
+    /// With --stream: judge with this flag threshold instead of the probe's (e.g. one chosen by
+    /// --stream-fpr on the validation split).
+    #[arg(long, requires = "stream")]
+    pub threshold: Option<f32>,
+    /// With --stream: judge with this pause threshold instead of the probe's.
+    #[arg(long, requires = "stream")]
+    pub pause_threshold: Option<f32>,
     /// Directory for eval.json, roc.svg and pr.svg. Default: PROBE/eval (PROBE/eval-SPLIT with
     /// --split).
     #[arg(long)]

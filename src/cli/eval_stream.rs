@@ -7,7 +7,9 @@ use open_constitution::extract_job::{select_rows, ExtractJob};
 use open_constitution::guard::{GuardConfig, Smoothing};
 use open_constitution::model::Model;
 use open_constitution::probe::Probe;
-use open_constitution::replay::{replay, summarize, ReplaySummary};
+use open_constitution::replay::{
+    decide, replay, stream_threshold, summarize, ReplayOutcome, ReplaySummary,
+};
 use open_constitution::store::Pooling;
 use std::path::Path;
 use std::time::Instant;
@@ -52,8 +54,8 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     let prepared = prepare_rows(&model.files, &rows, job.max_tokens)?;
     let c = probe.config();
     let config = GuardConfig {
-        threshold: c.threshold,
-        pause_threshold: c.pause_threshold,
+        threshold: args.threshold.unwrap_or(c.threshold),
+        pause_threshold: args.pause_threshold.unwrap_or(c.pause_threshold),
         probe_every_n_tokens: c.probe_every_n_tokens,
         smoothing: Smoothing::MovingAverage {
             window: c.smoothing_window,
@@ -85,12 +87,23 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     );
     print_line("unsafe responses (label 1)", &unsafe_rows);
     print_line("safe responses (label 0)", &safe_rows);
+    let calibration = match &args.stream_fpr {
+        Some(fpr) => {
+            anyhow::ensure!(
+                fpr.len() == 2,
+                "--stream-fpr takes two rates, FLAG,PAUSE (e.g. 0.05,0.01), got {fpr:?}"
+            );
+            Some(calibrate(&prepared, &outcomes, fpr[0], fpr[1])?)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(out)?;
     let report = serde_json::json!({
         "data": data,
         "guard": config,
         "unsafe": unsafe_rows,
         "safe": safe_rows,
+        "stream_calibration": calibration,
         "rows": outcomes,
     });
     let path = out.join("stream.json");
@@ -98,6 +111,44 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     open_constitution::fsutil::write_atomic(&path, |w| std::io::Write::write_all(w, &bytes))?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// Stream-level thresholds for the target rates, and what they achieve on these rows.
+fn calibrate(
+    rows: &[open_constitution::extract::PreparedRow],
+    outcomes: &[ReplayOutcome],
+    flag_fpr: f64,
+    pause_fpr: f64,
+) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&flag_fpr)
+            && (0.0..=1.0).contains(&pause_fpr)
+            && pause_fpr <= flag_fpr,
+        "--stream-fpr FLAG,PAUSE: rates in [0, 1] with PAUSE <= FLAG, got {flag_fpr},{pause_fpr}"
+    );
+    let (Some(flag), Some(pause)) = (
+        stream_threshold(outcomes, flag_fpr),
+        stream_threshold(outcomes, pause_fpr),
+    ) else {
+        anyhow::bail!("--stream-fpr needs safe (label 0) rows to calibrate on");
+    };
+    let judged: Vec<ReplayOutcome> = rows
+        .iter()
+        .zip(outcomes)
+        .map(|(r, o)| decide(r, &o.trajectory, flag, pause))
+        .collect();
+    let (u, s) = (summarize(&judged, 1), summarize(&judged, 0));
+    println!(
+        "stream-calibrated for {flag_fpr} / {pause_fpr} of safe streams: threshold {flag:.6}, pause {pause:.6}"
+    );
+    print_line("unsafe responses (label 1)", &u);
+    print_line("safe responses (label 0)", &s);
+    println!("use with: generate --threshold {flag:.6} --pause-threshold {pause:.6}");
+    Ok(serde_json::json!({
+        "flag_fpr": flag_fpr, "pause_fpr": pause_fpr,
+        "threshold": flag, "pause_threshold": pause,
+        "unsafe": u, "safe": s,
+    }))
 }
 
 fn print_line(what: &str, s: &ReplaySummary) {
