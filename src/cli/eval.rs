@@ -99,28 +99,9 @@ fn extract_for_probe(
     out: &Path,
     quiet: bool,
 ) -> anyhow::Result<PathBuf> {
-    let spec = args.model.as_deref().context("--data needs --model")?;
-    let chat = probe.config().use_chat_template;
-    let layer = probe.layer_index().to_string();
-    let mut model = Model::load_for_extraction(spec, chat, &args.runtime.options(), &layer)?;
-    probe.check_model(&model.files.manifest, &model.files.manifest_sha256)?;
+    let mut model = load_probe_model(args, probe)?;
     let store = out.join("activations");
-    let job = ExtractJob {
-        data: data.to_path_buf(),
-        out: store.clone(),
-        layers: probe.layer_index().to_string(),
-        pooling: probe.config().pooling,
-        batch_tokens: args.runtime.batch_tokens(args.batch_tokens),
-        max_batch: 64,
-        max_examples: args.max_examples,
-        seed: 0,
-        max_tokens: Some(args.max_tokens),
-        skip_invalid: false,
-        shard: None,
-        rows_per_shard: 512,
-        progress: !quiet,
-        warmup_batches: 0,
-    };
+    let job = data_job(args, probe, data, &store, !quiet);
     let s = run_extract(&mut model, &job)?;
     eprintln!(
         "extracted {} rows of {} ({} resumed) into {} in {:.1} s",
@@ -131,6 +112,42 @@ fn extract_for_probe(
         s.seconds
     );
     Ok(store)
+}
+
+/// The probe's model (`--model`), pruned to the probe's layer and checked against the probe.
+pub(super) fn load_probe_model(args: &Args, probe: &Probe) -> anyhow::Result<Model> {
+    let spec = args.model.as_deref().context("--data needs --model")?;
+    let chat = probe.config().use_chat_template;
+    let layer = probe.layer_index().to_string();
+    let model = Model::load_for_extraction(spec, chat, &args.runtime.options(), &layer)?;
+    probe.check_model(&model.files.manifest, &model.files.manifest_sha256)?;
+    Ok(model)
+}
+
+/// The extraction of `data` at the probe's layer, pooling and truncation into `store`.
+pub(super) fn data_job(
+    args: &Args,
+    probe: &Probe,
+    data: &Path,
+    store: &Path,
+    progress: bool,
+) -> ExtractJob {
+    ExtractJob {
+        data: data.to_path_buf(),
+        out: store.to_path_buf(),
+        layers: probe.layer_index().to_string(),
+        pooling: probe.config().pooling,
+        batch_tokens: args.runtime.batch_tokens(args.batch_tokens),
+        max_batch: 64,
+        max_examples: args.max_examples,
+        seed: 0,
+        max_tokens: Some(args.max_tokens),
+        skip_invalid: false,
+        shard: None,
+        rows_per_shard: 512,
+        progress,
+        warmup_batches: 0,
+    }
 }
 
 /// Scores the store's rows (of `split`, or all) with `probe`, writes eval.json and the curves to

@@ -3,43 +3,20 @@
 
 use super::eval::Args;
 use open_constitution::extract::prepare_rows;
-use open_constitution::extract_job::{select_rows, ExtractJob};
+use open_constitution::extract_job::select_rows;
 use open_constitution::guard::{GuardConfig, Smoothing};
-use open_constitution::model::Model;
 use open_constitution::probe::Probe;
 use open_constitution::replay::{
     decide, replay, stream_threshold, summarize, ReplayOutcome, ReplaySummary,
 };
-use open_constitution::store::Pooling;
 use std::path::Path;
 use std::time::Instant;
 
 /// Replays `data` through the probe's guard and writes `out/stream.json`.
 pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Result<()> {
-    let spec = args
-        .model
-        .as_deref()
-        .expect("clap requires --model with --data");
-    let chat = probe.config().use_chat_template;
-    let layer = probe.layer_index().to_string();
-    let mut model = Model::load_for_extraction(spec, chat, &args.runtime.options(), &layer)?;
-    probe.check_model(&model.files.manifest, &model.files.manifest_sha256)?;
-    let job = ExtractJob {
-        data: data.to_path_buf(),
-        out: out.to_path_buf(),
-        layers: layer,
-        pooling: Pooling::Token,
-        batch_tokens: args.runtime.batch_tokens(args.batch_tokens),
-        max_batch: 64,
-        max_examples: args.max_examples,
-        seed: 0,
-        max_tokens: Some(args.max_tokens),
-        skip_invalid: false,
-        shard: None,
-        rows_per_shard: 512,
-        progress: false,
-        warmup_batches: 0,
-    };
+    let mut model = super::eval::load_probe_model(args, probe)?;
+    // Only the row selection and truncation of the job are used: nothing is stored.
+    let job = super::eval::data_job(args, probe, data, out, false);
     let (mut rows, _) = select_rows(&job)?;
     if let Some(split) = args.split {
         // By the rows' own split labels (prepare-data writes them).
