@@ -11,6 +11,7 @@ use crate::extract::PreparedRow;
 use crate::generate::RiskScorer;
 use crate::guard::{Decision, Guard, GuardConfig, GuardStatus, ProbeStep};
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// What the guard did with one exchange's response.
 #[derive(Debug, Clone, Serialize)]
@@ -68,11 +69,12 @@ pub fn replay(
         }
         let seq = shape[1];
         for (b, &i) in batch.iter().enumerate() {
-            let state = |t: usize| -> Vec<f32> {
+            // fp32 states are scored in place; only fp16 ones are widened into a copy.
+            let state = |t: usize| -> Cow<'_, [f32]> {
                 let at = (b * seq + t) * hidden..(b * seq + t + 1) * hidden;
                 match &data {
-                    FloatData::F32(d) => d[at].to_vec(),
-                    FloatData::F16(d) => d[at].iter().map(|v| v.to_f32()).collect(),
+                    FloatData::F32(d) => Cow::Borrowed(&d[at]),
+                    FloatData::F16(d) => Cow::Owned(d[at].iter().map(|v| v.to_f32()).collect()),
                 }
             };
             out[i] = Some(judge_row(&rows[i], config, |t| scorer.score(&state(t)))?);

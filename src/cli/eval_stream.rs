@@ -4,7 +4,7 @@
 use super::eval::Args;
 use open_constitution::extract::prepare_rows;
 use open_constitution::extract_job::select_rows;
-use open_constitution::guard::{GuardConfig, Smoothing};
+use open_constitution::guard::GuardConfig;
 use open_constitution::probe::Probe;
 use open_constitution::replay::{
     decide, replay, stream_threshold, summarize, ReplayOutcome, ReplaySummary,
@@ -33,10 +33,7 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     let config = GuardConfig {
         threshold: args.threshold.unwrap_or(c.threshold),
         pause_threshold: args.pause_threshold.unwrap_or(c.pause_threshold),
-        probe_every_n_tokens: c.probe_every_n_tokens,
-        smoothing: Smoothing::MovingAverage {
-            window: c.smoothing_window,
-        },
+        ..c.guard_config()
     };
     let bar = super::train::progress_bar(prepared.len() as u64, "rows");
     let start = Instant::now();

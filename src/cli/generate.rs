@@ -95,16 +95,15 @@ pub struct Args {
 }
 
 fn guard_config(a: &Args, probe: &Probe) -> GuardConfig {
-    let c = probe.config();
+    let c = probe.config().guard_config();
     GuardConfig {
         threshold: a.threshold.unwrap_or(c.threshold),
         pause_threshold: a.pause_threshold.unwrap_or(c.pause_threshold),
         probe_every_n_tokens: a.probe_every_n_tokens.unwrap_or(c.probe_every_n_tokens),
-        smoothing: match a.ema_alpha {
-            Some(alpha) => Smoothing::Ema { alpha },
-            None => Smoothing::MovingAverage {
-                window: a.smoothing_window.unwrap_or(c.smoothing_window),
-            },
+        smoothing: match (a.ema_alpha, a.smoothing_window) {
+            (Some(alpha), _) => Smoothing::Ema { alpha },
+            (None, Some(window)) => Smoothing::MovingAverage { window },
+            (None, None) => c.smoothing,
         },
     }
 }

@@ -27,7 +27,6 @@ pub(super) struct RowState<'t, 's> {
     stop: Option<StopReason>,
     ttft_ms: Option<f64>,
     first_release_ms: Option<f64>,
-    ignore_eos: bool,
 }
 
 impl<'t, 's> RowState<'t, 's> {
@@ -62,7 +61,6 @@ impl<'t, 's> RowState<'t, 's> {
             stop: None,
             ttft_ms: None,
             first_release_ms: None,
-            ignore_eos: opts.ignore_eos,
         })
     }
 
@@ -71,9 +69,15 @@ impl<'t, 's> RowState<'t, 's> {
     }
 
     /// Samples from `logits`; returns the token unless it ends generation.
-    fn sample(&mut self, logits: &[f32], eos: &[u32], start: Instant) -> Result<Option<u32>> {
+    fn sample(
+        &mut self,
+        logits: &[f32],
+        eos: &[u32],
+        ignore_eos: bool,
+        start: Instant,
+    ) -> Result<Option<u32>> {
         let mut l = logits.to_vec();
-        if self.ignore_eos {
+        if ignore_eos {
             for &e in eos {
                 if let Some(x) = l.get_mut(e as usize) {
                     *x = f32::NEG_INFINITY;
@@ -105,7 +109,7 @@ impl<'t, 's> RowState<'t, 's> {
             self.stop = Some(StopReason::MaxNewTokens);
             return Ok(());
         }
-        match self.sample(logits, eos, start)? {
+        match self.sample(logits, eos, opts.ignore_eos, start)? {
             Some(t) => self.accept(t),
             None => {
                 self.stop = Some(StopReason::Eos);
@@ -130,7 +134,7 @@ impl<'t, 's> RowState<'t, 's> {
             self.stop = Some(StopReason::MaxNewTokens);
             None
         } else {
-            let t = self.sample(logits, eos, start)?;
+            let t = self.sample(logits, eos, opts.ignore_eos, start)?;
             if t.is_none() {
                 self.stop = Some(StopReason::Eos);
             }

@@ -57,6 +57,21 @@ pub struct ProbeConfig {
     pub training: TrainingInfo,
 }
 
+impl ProbeConfig {
+    /// The guard this probe was calibrated for: its thresholds, cadence and moving-average
+    /// window.
+    pub fn guard_config(&self) -> crate::guard::GuardConfig {
+        crate::guard::GuardConfig {
+            threshold: self.threshold,
+            pause_threshold: self.pause_threshold,
+            probe_every_n_tokens: self.probe_every_n_tokens,
+            smoothing: crate::guard::Smoothing::MovingAverage {
+                window: self.smoothing_window,
+            },
+        }
+    }
+}
+
 /// FPR and TPR achieved by a threshold on one split (`None` when a class is absent).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Achieved {

@@ -1,7 +1,7 @@
 //! `bench extract`: our batched extraction vs (a) the seed's loop and (b) batched transformers,
 //! on the same sampled exchanges and the same token ids.
 
-use super::python::{default_python, hf_dir, run_json};
+use super::python::BaselineArgs;
 use super::{print_table, Row};
 use crate::cli::common::{ModelArgs, RuntimeArgs};
 use open_constitution::extract::{extract_into, prepare_rows, BatchSettings};
@@ -36,15 +36,8 @@ pub struct Args {
     /// Truncation, as `extract --max-tokens`.
     #[arg(long, default_value_t = 1024)]
     pub max_tokens: usize,
-    /// Python with torch + transformers (default: the export environment's).
-    #[arg(long)]
-    pub python: Option<PathBuf>,
-    /// Hugging Face folder of the model (default: the export's source folder).
-    #[arg(long)]
-    pub hf_dir: Option<PathBuf>,
-    /// Only measure ours.
-    #[arg(long)]
-    pub skip_baseline: bool,
+    #[command(flatten)]
+    pub baseline: BaselineArgs,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -110,9 +103,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         tokens,
         seconds: ours_s,
     }];
-    if !a.skip_baseline {
+    if !a.baseline.skip_baseline {
         let n = a.baseline_n.min(prepared.len());
-        let input = std::env::temp_dir().join(format!("oc-bench-{}.json", std::process::id()));
         // Every k-th row, so the baselines see the same length mix as ours.
         let step = (prepared.len() / n.max(1)).max(1);
         let ids: Vec<&Vec<u32>> = prepared
@@ -121,33 +113,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             .take(n)
             .map(|r| &r.ids)
             .collect();
-        std::fs::write(
-            &input,
-            serde_json::to_vec(&serde_json::json!({"ids": ids, "layers": layers}))?,
-        )?;
-        let hf = a
-            .hf_dir
-            .clone()
-            .unwrap_or_else(|| hf_dir(&model.files.dir, &model.files.manifest.source));
-        let res = run_json(
-            &a.python.clone().unwrap_or_else(default_python),
+        table.extend(a.baseline.run(
+            &model.files,
             "benches/extract_baseline.py",
+            &serde_json::json!({"ids": ids, "layers": layers}),
+            &["--batch-tokens".into(), batch_tokens.to_string()],
             &[
-                "--hf-dir".into(),
-                hf.display().to_string(),
-                "--input".into(),
-                input.display().to_string(),
-                "--batch-tokens".into(),
-                batch_tokens.to_string(),
+                ("a", "(a) seed: one example per forward"),
+                ("b", "(b) transformers batched"),
             ],
-        )?;
-        let _ = std::fs::remove_file(&input);
-        for (key, name) in [
-            ("a", "(a) seed: one example per forward"),
-            ("b", "(b) transformers batched"),
-        ] {
-            table.push(Row::from_baseline(&res, key, "examples", name));
-        }
+            "examples",
+        )?);
     }
     let base: Vec<(&str, usize)> = if table.len() == 3 {
         vec![("(a)", 1), ("(b)", 2)]

@@ -1,7 +1,7 @@
 //! `bench generate`: our KV-cached decoding unguarded and guarded (probe every token) vs the
 //! seed's no-cache loop and HF `generate`, on the same prompts and new-token counts.
 
-use super::python::{default_python, hf_dir, run_json};
+use super::python::BaselineArgs;
 use super::{print_table, Row};
 use crate::cli::common::{ModelArgs, RuntimeArgs};
 use crate::cli::generate::load_probe;
@@ -47,15 +47,8 @@ pub struct Args {
     /// Prompts the Python baselines run (the seed's loop is slow).
     #[arg(long, default_value_t = 2)]
     pub baseline_prompts: usize,
-    /// Python with torch + transformers (default: the export environment's).
-    #[arg(long)]
-    pub python: Option<PathBuf>,
-    /// Hugging Face folder of the model (default: the export's source folder).
-    #[arg(long)]
-    pub hf_dir: Option<PathBuf>,
-    /// Only measure ours.
-    #[arg(long)]
-    pub skip_baseline: bool,
+    #[command(flatten)]
+    pub baseline: BaselineArgs,
 }
 
 fn measure(
@@ -135,7 +128,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             seconds: guarded,
         },
     ];
-    if !a.skip_baseline {
+    if !a.baseline.skip_baseline {
         let n = a.baseline_prompts.min(prompts.len());
         let ids: Vec<Vec<u32>> = prompts[..n]
             .iter()
@@ -147,30 +140,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                     .ids)
             })
             .collect::<anyhow::Result<_>>()?;
-        let input = std::env::temp_dir().join(format!("oc-bench-gen-{}.json", std::process::id()));
-        let spec = serde_json::json!({"prompts": ids, "new_tokens": a.new_tokens, "layer": probe.layer_index()});
-        std::fs::write(&input, serde_json::to_vec(&spec)?)?;
-        let hf = a
-            .hf_dir
-            .clone()
-            .unwrap_or_else(|| hf_dir(&model.files.dir, &model.files.manifest.source));
-        let res = run_json(
-            &a.python.clone().unwrap_or_else(default_python),
+        table.extend(a.baseline.run(
+            &model.files,
             "benches/generate_baseline.py",
+            &serde_json::json!({"prompts": ids, "new_tokens": a.new_tokens, "layer": probe.layer_index()}),
+            &[],
             &[
-                "--hf-dir".into(),
-                hf.display().to_string(),
-                "--input".into(),
-                input.display().to_string(),
+                ("seed", "seed's guarded loop (no cache)"),
+                ("generate", "HF generate (KV cache)"),
             ],
-        )?;
-        let _ = std::fs::remove_file(&input);
-        for (key, name) in [
-            ("seed", "seed's guarded loop (no cache)"),
-            ("generate", "HF generate (KV cache)"),
-        ] {
-            table.push(Row::from_baseline(&res, key, "prompts", name));
-        }
+            "prompts",
+        )?);
     }
     let base: Vec<(&str, usize)> = if table.len() == 4 {
         vec![("seed", 2), ("HF generate", 3)]
