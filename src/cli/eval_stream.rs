@@ -14,6 +14,8 @@ use std::time::Instant;
 
 /// Replays `data` through the probe's guard and writes `out/stream.json`.
 pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Result<()> {
+    // Checked before minutes of replay, not after.
+    let rates = args.stream_fpr.as_deref().map(stream_rates).transpose()?;
     let mut model = super::eval::load_probe_model(args, probe)?;
     // Only the row selection and truncation of the job are used: nothing is stored.
     let job = super::eval::data_job(args, probe, data, out, false);
@@ -61,14 +63,8 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     );
     print_line("unsafe responses (label 1)", &unsafe_rows);
     print_line("safe responses (label 0)", &safe_rows);
-    let calibration = match &args.stream_fpr {
-        Some(fpr) => {
-            anyhow::ensure!(
-                fpr.len() == 2,
-                "--stream-fpr takes two rates, FLAG,PAUSE (e.g. 0.05,0.01), got {fpr:?}"
-            );
-            Some(calibrate(&prepared, &outcomes, fpr[0], fpr[1])?)
-        }
+    let calibration = match rates {
+        Some((flag_fpr, pause_fpr)) => Some(calibrate(&prepared, &outcomes, flag_fpr, pause_fpr)?),
         None => None,
     };
     std::fs::create_dir_all(out)?;
@@ -87,6 +83,18 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     Ok(())
 }
 
+/// `--stream-fpr FLAG,PAUSE`, validated.
+fn stream_rates(fpr: &[f64]) -> anyhow::Result<(f64, f64)> {
+    let [flag_fpr, pause_fpr] = fpr else {
+        anyhow::bail!("--stream-fpr takes two rates, FLAG,PAUSE (e.g. 0.05,0.01), got {fpr:?}");
+    };
+    anyhow::ensure!(
+        (0.0..=1.0).contains(flag_fpr) && (0.0..=1.0).contains(pause_fpr) && pause_fpr <= flag_fpr,
+        "--stream-fpr FLAG,PAUSE: rates in [0, 1] with PAUSE <= FLAG, got {flag_fpr},{pause_fpr}"
+    );
+    Ok((*flag_fpr, *pause_fpr))
+}
+
 /// Stream-level thresholds for the target rates, and what they achieve on these rows.
 fn calibrate(
     rows: &[open_constitution::extract::PreparedRow],
@@ -94,12 +102,6 @@ fn calibrate(
     flag_fpr: f64,
     pause_fpr: f64,
 ) -> anyhow::Result<serde_json::Value> {
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&flag_fpr)
-            && (0.0..=1.0).contains(&pause_fpr)
-            && pause_fpr <= flag_fpr,
-        "--stream-fpr FLAG,PAUSE: rates in [0, 1] with PAUSE <= FLAG, got {flag_fpr},{pause_fpr}"
-    );
     let (Some(flag), Some(pause)) = (
         stream_threshold(outcomes, flag_fpr),
         stream_threshold(outcomes, pause_fpr),
