@@ -1,32 +1,25 @@
 //! open-constitution: activation probes that guard open-weight LLMs. Extract hidden states from an
 //! exported KV-cache decoder graph, train linear probes on them, and guard generation with them.
+//!
+//! The parts, in pipeline order:
+//! - [`data`]: public safety sources into one JSONL schema of labelled exchanges, and its reader;
+//! - [`text`]: an exported model's files, chat template, prompt rendering and tokenization;
+//! - [`runtime`]: ONNX Runtime, execution providers, the decoder graph and its decode state;
+//! - [`extract`]: batched, resumable activation extraction;
+//! - [`store`]: the activation store that extraction writes and training reads;
+//! - [`probe`]: probe fitting, calibration, metrics, sweeps and evaluation;
+//! - [`guard`]: the guard decision, the held stream, sampling, guarded generation and replay.
+//!
+//! The command line (`src/cli`, the only place with terminal UI and `anyhow`) drives them.
 
-pub mod batch;
 pub mod data;
-pub mod decoder;
 pub mod error;
 pub mod extract;
-pub mod extract_job;
 pub mod fsutil;
-pub mod generate;
 pub mod guard;
-pub mod kv_cache;
-pub mod manifest;
-pub mod model;
-pub mod pool;
 pub mod probe;
-pub mod profile;
-pub mod prompt;
-pub mod prune;
-pub mod replay;
 pub mod runtime;
-pub mod sampling;
-pub mod select;
 pub mod store;
-pub mod store_set;
-pub mod template;
-pub mod tensors;
-pub mod tokenize;
-pub mod trt_profile;
+pub mod text;
 
 pub use error::{Error, Result};

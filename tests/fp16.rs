@@ -6,11 +6,12 @@
 mod common;
 
 use common::*;
-use open_constitution::batch::{decode_step, left_padded, right_padded};
-use open_constitution::decoder::{f32_view, Want};
 use open_constitution::extract::{forward_pooled, PreparedRow};
-use open_constitution::generate::{generate_batch, GenerateOptions, OnPause};
-use open_constitution::sampling::SamplingConfig;
+use open_constitution::guard::generate::{generate_batch, GenerateOptions, OnPause};
+use open_constitution::guard::sampling::SamplingConfig;
+use open_constitution::runtime::decoder::{f32_view, Want};
+use open_constitution::runtime::inputs::right_padded;
+use open_constitution::runtime::DecodeState;
 use open_constitution::store::Pooling;
 use ort::value::TensorElementType;
 
@@ -135,27 +136,17 @@ fn fp16_left_padded_decode_stays_finite() {
         &[2, 20],
         &[2, 30, 31, 32],
     ];
-    let want = Want {
-        logits: true,
-        hidden: vec![6],
-        present: true,
-    };
-    let inputs = left_padded(&prompts, 0);
-    let mut mask = inputs.attention_mask.clone();
-    let cache = model.decoder.empty_cache(3).unwrap();
-    let mut out = model.decoder.run(inputs, cache, &want).unwrap();
+    let hidden = model.files.manifest.hidden_size;
+    let d = &mut model.decoder;
+    let (mut state, mut out) = DecodeState::prefill(d, &prompts, &[6]).unwrap();
     for step in 0..24 {
-        for v in [out.logits.as_ref().unwrap(), &out.hidden[0]] {
-            let (_, x) = f32_view(v).unwrap();
+        for x in [out.logits().unwrap(), out.hidden(0, hidden).unwrap()] {
             assert!(
                 x.iter().all(|x| x.is_finite()),
                 "step {step}: non-finite output"
             );
         }
-        let s = decode_step(&[40 + step, 50, 60], &mask);
-        mask = s.attention_mask.clone();
-        let cache = out.present.take().unwrap();
-        out = model.decoder.run(s, cache, &want).unwrap();
+        out = state.step(d, &[40 + step, 50, 60], &[6]).unwrap();
     }
 }
 
@@ -180,7 +171,7 @@ fn fp16_greedy_decoding_against_the_fp32_goldens() {
     let (mut same, mut total, mut first) = (0, 0, 0);
     for (r, gold) in results.iter().zip(&gens) {
         let mut ids = r.token_ids.clone();
-        if r.stop_reason == open_constitution::generate::StopReason::Eos {
+        if r.stop_reason == open_constitution::guard::generate::StopReason::Eos {
             ids.push(*gold.greedy_ids.last().unwrap());
         }
         let prefix = ids

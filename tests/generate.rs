@@ -6,14 +6,16 @@
 mod common;
 
 use common::*;
-use open_constitution::batch::{decode_step, left_padded, right_padded};
-use open_constitution::decoder::{f32_view, Want};
-use open_constitution::generate::{
-    generate_batch, GenerateOptions, GuardSetup, OnPause, RiskScorer, Sink, Status, StopReason,
+use open_constitution::guard::generate::{
+    generate_batch, GenerateOptions, OnPause, Sink, Status, StopReason,
 };
+use open_constitution::guard::sampling::SamplingConfig;
 use open_constitution::guard::{GuardConfig, Smoothing};
-use open_constitution::model::Model;
-use open_constitution::sampling::SamplingConfig;
+use open_constitution::guard::{GuardSetup, RiskScorer};
+use open_constitution::runtime::decoder::{f32_view, Want};
+use open_constitution::runtime::inputs::right_padded;
+use open_constitution::runtime::DecodeState;
+use open_constitution::text::model::Model;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -34,7 +36,7 @@ fn run(
     guard: Option<&GuardSetup<'_>>,
     o: &GenerateOptions,
 ) -> (
-    Vec<open_constitution::generate::GenerationResult>,
+    Vec<open_constitution::guard::generate::GenerationResult>,
     Vec<String>,
 ) {
     let seen: Vec<Rc<RefCell<String>>> = prompts.iter().map(|_| Rc::default()).collect();
@@ -70,22 +72,11 @@ fn kv_cached_logits_equal_full_forward_past_the_sliding_window() {
         let mut model = load(name, true);
         let (g, _) = goldens(name);
         let mut ids = g.generations[0].input_ids.clone();
-        let inputs = left_padded(&[&ids], 0);
-        let mut mask = inputs.attention_mask.clone();
-        let want = Want {
-            logits: true,
-            hidden: vec![],
-            present: true,
-        };
-        let past = model.decoder.empty_cache(1).unwrap();
-        let mut out = model.decoder.run(inputs, past, &want).unwrap();
+        let (mut state, mut out) = DecodeState::prefill(&mut model.decoder, &[&ids], &[]).unwrap();
         let window = model.files.manifest.sliding_window.unwrap_or(0);
         let mut worst = 0f32;
         for step in 0..window.max(8) + 8 {
-            let cached = f32_view(out.logits.as_ref().unwrap())
-                .unwrap()
-                .1
-                .into_owned();
+            let cached = out.logits().unwrap().into_owned();
             let full = last_logits(&mut model, &ids);
             let d = max_scaled_diff(&cached, &full);
             worst = worst.max(d);
@@ -93,10 +84,7 @@ fn kv_cached_logits_equal_full_forward_past_the_sliding_window() {
             // Feed a fixed, non-greedy token so the sequence keeps changing.
             let next = 7 + (step as u32 * 13) % 200;
             ids.push(next);
-            let s = decode_step(&[next], &mask);
-            mask = s.attention_mask.clone();
-            let cache = out.present.take().unwrap();
-            out = model.decoder.run(s, cache, &want).unwrap();
+            out = state.step(&mut model.decoder, &[next], &[]).unwrap();
         }
         eprintln!(
             "{name}: {} tokens, worst cached-vs-full diff {worst:.2e}",
@@ -270,8 +258,8 @@ impl RiskScorer for SoftProbe {
 /// produced it must reach the same risks, smoothed risks and decisions at the same steps.
 #[test]
 fn guard_replay_matches_generate_step_by_step() {
+    use open_constitution::guard::replay::replay;
     use open_constitution::guard::Decision;
-    use open_constitution::replay::replay;
     let mut decisions = Vec::new();
     for name in TINY_MODELS {
         let mut model = load(name, true);

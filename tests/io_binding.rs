@@ -6,13 +6,14 @@
 mod common;
 
 use common::*;
-use open_constitution::batch::{decode_step, left_padded};
-use open_constitution::decoder::{f32_view, Outputs, Want};
 use open_constitution::extract::{forward_pooled, PreparedRow};
-use open_constitution::generate::{generate_batch, GenerateOptions, GenerationResult, OnPause};
-use open_constitution::model::Model;
-use open_constitution::sampling::SamplingConfig;
+use open_constitution::guard::generate::{
+    generate_batch, GenerateOptions, GenerationResult, OnPause,
+};
+use open_constitution::guard::sampling::SamplingConfig;
+use open_constitution::runtime::{DecodeState, StepOutput};
 use open_constitution::store::Pooling;
+use open_constitution::text::model::Model;
 use ort::value::DynTensorValueType;
 
 /// Every tiny model, plus the fp16 export of tiny-gemma3.
@@ -23,12 +24,9 @@ const MODELS: [&str; 4] = [
     "tiny-gemma3-fp16",
 ];
 
-fn logits_and_hidden(out: &Outputs) -> (Vec<f32>, Vec<f32>) {
-    let l = f32_view(out.logits.as_ref().unwrap())
-        .unwrap()
-        .1
-        .into_owned();
-    let h = f32_view(&out.hidden[0]).unwrap().1.into_owned();
+fn logits_and_hidden(out: &StepOutput, hidden_size: usize) -> (Vec<f32>, Vec<f32>) {
+    let l = out.logits().unwrap().into_owned();
+    let h = out.hidden(0, hidden_size).unwrap().into_owned();
     (l, h)
 }
 
@@ -36,27 +34,17 @@ fn logits_and_hidden(out: &Outputs) -> (Vec<f32>, Vec<f32>) {
 /// logits and hidden state of every call.
 fn decode(model: &mut Model, bound: bool, steps: usize) -> Vec<(Vec<f32>, Vec<f32>)> {
     let prompts: [&[u32]; 2] = [&[2, 10, 11, 12, 13, 14, 15], &[2, 20, 21, 22]];
-    let layer = model.files.manifest.num_layers / 2;
-    let want = Want {
-        logits: true,
-        hidden: vec![layer],
-        present: true,
-    };
-    let inputs = left_padded(&prompts, 0);
-    let mut mask = inputs.attention_mask.clone();
+    let layer = vec![model.files.manifest.num_layers / 2];
+    let hidden_size = model.files.manifest.hidden_size;
     let d = &mut model.decoder;
     d.set_io_binding(bound);
-    let cache = d.empty_cache(2).unwrap();
-    let mut out = d.run_step(inputs, cache, &want).unwrap();
-    let mut seen = vec![logits_and_hidden(&out)];
+    let (mut state, out) = DecodeState::prefill(d, &prompts, &layer).unwrap();
+    let mut seen = vec![logits_and_hidden(&out, hidden_size)];
     for step in 0..steps {
         let next = [7 + step as u32 * 13 % 200, 9 + step as u32 * 7 % 200];
-        let s = decode_step(&next, &mask);
-        mask = s.attention_mask.clone();
-        let cache = out.present.take().unwrap();
         if bound {
             let device = d.kv_memory().unwrap();
-            for v in cache.values() {
+            for v in state.cache().unwrap().values() {
                 let t = v.view().downcast::<DynTensorValueType>().unwrap();
                 assert_eq!(
                     t.memory_info().allocation_device(),
@@ -64,8 +52,8 @@ fn decode(model: &mut Model, bound: bool, steps: usize) -> Vec<(Vec<f32>, Vec<f3
                 );
             }
         }
-        out = d.run_step(s, cache, &want).unwrap();
-        seen.push(logits_and_hidden(&out));
+        let out = state.step(d, &next, &layer).unwrap();
+        seen.push(logits_and_hidden(&out, hidden_size));
     }
     seen
 }
@@ -180,7 +168,8 @@ fn io_binding_is_off_on_cpu_unless_asked() {
 
 /// Structural: the cache code moves ONNX values and never reads them into host buffers. The
 /// whole of kv_cache.rs is cache code; elsewhere, the lines that handle `past`/`present`/cache
-/// values.
+/// values. (kv_cache/reshape.rs copies on purpose: it cuts a cache when rows leave a batch or it
+/// rewinds, never in a decode step.)
 #[test]
 fn kv_cache_code_never_copies_values_through_the_host() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -196,10 +185,11 @@ fn kv_cache_code_never_copies_values_through_the_host() {
     ];
     let kv_words = ["past", "present", "cache", "kv"];
     for (file, all_lines) in [
-        ("kv_cache.rs", true),
-        ("decoder/binding.rs", false),
-        ("decoder.rs", false),
-        ("generate.rs", false),
+        ("runtime/kv_cache.rs", true),
+        ("runtime/decoder/binding.rs", false),
+        ("runtime/decoder.rs", false),
+        ("runtime/decode_state.rs", false),
+        ("guard/generate.rs", false),
     ] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         let hits: Vec<&str> = text

@@ -5,12 +5,12 @@
 mod common;
 
 use common::*;
-use open_constitution::decoder::{f32_view, Want};
 use open_constitution::extract::{forward_pooled, pooled_span, PreparedRow};
-use open_constitution::prompt::{PromptFormat, Rendered};
+use open_constitution::runtime::decoder::{f32_view, Want};
 use open_constitution::store::Pooling;
+use open_constitution::text::prompt::{PromptFormat, Rendered};
 
-fn render(model: &open_constitution::model::Model, e: &GoldenExchange) -> Rendered {
+fn render(model: &open_constitution::text::model::Model, e: &GoldenExchange) -> Rendered {
     let format = if e.chat_template {
         &model.files.format
     } else {
@@ -91,7 +91,7 @@ fn hidden_states_and_logits_match_pytorch() {
                 }
             }
             // last logits
-            let inputs = open_constitution::batch::right_padded(&[&e.input_ids], pad);
+            let inputs = open_constitution::runtime::inputs::right_padded(&[&e.input_ids], pad);
             let past = model.decoder.empty_cache(1).unwrap();
             let want = Want {
                 logits: true,
@@ -127,7 +127,7 @@ fn pruned_extraction_graph_equals_the_full_graph() {
     for name in TINY_MODELS {
         let dir = model_dir(name);
         let mut full = load(name, true);
-        let mut pruned = open_constitution::model::Model::load_for_extraction(
+        let mut pruned = open_constitution::text::model::Model::load_for_extraction(
             dir.to_str().unwrap(),
             true,
             &opts,

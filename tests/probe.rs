@@ -4,13 +4,13 @@
 mod probe_common;
 
 use indicatif::ProgressBar;
-use open_constitution::manifest::Manifest;
 use open_constitution::probe::split::SplitIndices;
 use open_constitution::probe::train::{load_layer, store_info};
 use open_constitution::probe::{
     evaluate, train_layer, ClassWeight, LayerInput, Probe, TrainOptions, TrainedProbe,
 };
-use open_constitution::store_set::ActivationSet;
+use open_constitution::runtime::manifest::Manifest;
+use open_constitution::store::set::ActivationSet;
 use probe_common::*;
 use std::path::{Path, PathBuf};
 

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
+use open_constitution::store::set::ActivationSet;
 use open_constitution::store::ActivationStore;
-use open_constitution::store_set::ActivationSet;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -2,11 +2,11 @@
 //! shard stores (missing, duplicated and foreign shards are refused).
 
 use ndarray::Array2;
+use open_constitution::store::set::ActivationSet;
 use open_constitution::store::{
     ActivationStore, Pooling, RowMeta, ShardSpec, StoreMeta, StoreWriter, STORE_FORMAT,
     STORE_VERSION,
 };
-use open_constitution::store_set::ActivationSet;
 use std::path::Path;
 
 fn meta(shard: Option<ShardSpec>) -> StoreMeta {

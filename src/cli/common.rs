@@ -1,7 +1,8 @@
 //! Flags shared by several subcommands: which model, which prompt format, which runtime.
 
-use open_constitution::decoder::Decoder;
-use open_constitution::profile::Placement;
+use open_constitution::guard::{GuardConfig, Smoothing};
+use open_constitution::runtime::decoder::Decoder;
+use open_constitution::runtime::profile::Placement;
 use open_constitution::runtime::{Device, IoBindingMode, RuntimeOptions};
 use std::path::PathBuf;
 
@@ -19,6 +20,58 @@ pub struct ModelArgs {
     /// chat template. Probes must be used with the format they were trained on.
     #[arg(long)]
     pub no_chat_template: bool,
+}
+
+/// Overrides of a probe's guard settings, shared by `generate` and `eval --stream` so that any
+/// guard that can be deployed can also be measured.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GuardOverrides {
+    /// Override the probe's flag threshold (smoothed risk in [0, 1]): lower flags more streams.
+    #[arg(long, allow_negative_numbers = true)]
+    pub threshold: Option<f32>,
+    /// Override the probe's pause threshold (smoothed risk in [0, 1], >= --threshold): lower
+    /// pauses more streams, safe ones included.
+    #[arg(long, allow_negative_numbers = true)]
+    pub pause_threshold: Option<f32>,
+    /// Override how often to probe (every N generated tokens; 1 = every token). Larger N costs
+    /// less and releases text in larger chunks, but judges later.
+    #[arg(long)]
+    pub probe_every_n_tokens: Option<usize>,
+    /// Override the moving-average window (probe steps) used to smooth the risk: wider is
+    /// calmer but slower to react.
+    #[arg(long)]
+    pub smoothing_window: Option<usize>,
+    /// Smooth with an exponential moving average of this weight in (0, 1] instead of the
+    /// moving average: higher reacts faster.
+    #[arg(long, conflicts_with = "smoothing_window")]
+    pub ema_alpha: Option<f32>,
+}
+
+impl GuardOverrides {
+    /// The probe's guard `base` with these overrides applied (validated by the guard itself).
+    pub fn apply(&self, base: GuardConfig) -> GuardConfig {
+        GuardConfig {
+            threshold: self.threshold.unwrap_or(base.threshold),
+            pause_threshold: self.pause_threshold.unwrap_or(base.pause_threshold),
+            probe_every_n_tokens: self
+                .probe_every_n_tokens
+                .unwrap_or(base.probe_every_n_tokens),
+            smoothing: match (self.ema_alpha, self.smoothing_window) {
+                (Some(alpha), _) => Smoothing::Ema { alpha },
+                (None, Some(window)) => Smoothing::MovingAverage { window },
+                (None, None) => base.smoothing,
+            },
+        }
+    }
+
+    /// Whether any override is given.
+    pub fn any(&self) -> bool {
+        self.threshold.is_some()
+            || self.pause_threshold.is_some()
+            || self.probe_every_n_tokens.is_some()
+            || self.smoothing_window.is_some()
+            || self.ema_alpha.is_some()
+    }
 }
 
 /// Where and how the graph runs.

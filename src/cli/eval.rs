@@ -3,11 +3,11 @@
 
 use anyhow::Context;
 use ndarray::Axis;
-use open_constitution::extract_job::{run_extract, ExtractJob};
-use open_constitution::model::Model;
+use open_constitution::extract::{run_extract, ExtractJob};
 use open_constitution::probe::eval::select_rows;
 use open_constitution::probe::{evaluate, Probe, Split};
-use open_constitution::store_set::ActivationSet;
+use open_constitution::store::set::ActivationSet;
+use open_constitution::text::model::Model;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `eval`.
@@ -59,13 +59,10 @@ pub struct Args {
     /// `--split validation`, then measure on `--split test` with those flags.
     #[arg(long, requires = "stream", value_delimiter = ',', value_name = "RATES")]
     pub stream_fpr: Option<Vec<f64>>,
-    /// With --stream: judge with this flag threshold instead of the probe's (e.g. one chosen by
-    /// --stream-fpr on the validation split).
-    #[arg(long, requires = "stream")]
-    pub threshold: Option<f32>,
-    /// With --stream: judge with this pause threshold instead of the probe's.
-    #[arg(long, requires = "stream")]
-    pub pause_threshold: Option<f32>,
+    /// With --stream: judge with these guard settings instead of the probe's (e.g. thresholds
+    /// chosen by --stream-fpr on the validation split, or an EMA guard), as `generate` takes them.
+    #[command(flatten)]
+    pub guard: super::common::GuardOverrides,
     /// Directory for eval.json, roc.svg and pr.svg. Default: PROBE/eval (PROBE/eval-SPLIT with
     /// --split).
     #[arg(long)]
@@ -80,6 +77,11 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<()> {
             None => "eval".into(),
         })
     });
+    anyhow::ensure!(
+        args.stream || !args.guard.any(),
+        "--threshold, --pause-threshold, --probe-every-n-tokens, --smoothing-window and \
+         --ema-alpha judge a guard replay: add --stream (and --data FILE)"
+    );
     if let (true, Some(data)) = (args.stream, &args.data) {
         return super::eval_stream::run(&args, &probe, data, &out);
     }

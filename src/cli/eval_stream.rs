@@ -1,14 +1,13 @@
 //! `eval --stream`: replay labelled exchanges through the guard (see
-//! [`open_constitution::replay`]) and report how it behaves as deployed.
+//! [`open_constitution::guard::replay`]) and report how it behaves as deployed.
 
 use super::eval::Args;
 use open_constitution::extract::prepare_rows;
-use open_constitution::extract_job::select_rows;
-use open_constitution::guard::GuardConfig;
-use open_constitution::probe::Probe;
-use open_constitution::replay::{
+use open_constitution::extract::select_rows;
+use open_constitution::guard::replay::{
     decide, replay, stream_threshold, summarize, ReplayOutcome, ReplaySummary,
 };
+use open_constitution::probe::Probe;
 use std::path::Path;
 use std::time::Instant;
 
@@ -32,11 +31,7 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     }
     let prepared = prepare_rows(&model.files, &rows, job.max_tokens)?;
     let c = probe.config();
-    let config = GuardConfig {
-        threshold: args.threshold.unwrap_or(c.threshold),
-        pause_threshold: args.pause_threshold.unwrap_or(c.pause_threshold),
-        ..c.guard_config()
-    };
+    let config = args.guard.apply(c.guard_config());
     let bar = super::train::progress_bar(prepared.len() as u64, "rows");
     let start = Instant::now();
     let pad = model.files.pad_id();
@@ -52,14 +47,14 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     bar.finish_and_clear();
     let (unsafe_rows, safe_rows) = (summarize(&outcomes, 1), summarize(&outcomes, 0));
     println!(
-        "guard replay of {} rows of {} in {:.1} s (threshold {:.3}, pause {:.3}, every {} tokens, window {})",
+        "guard replay of {} rows of {} in {:.1} s (threshold {:.3}, pause {:.3}, every {} tokens, {:?})",
         outcomes.len(),
         data.display(),
         start.elapsed().as_secs_f64(),
         config.threshold,
         config.pause_threshold,
         config.probe_every_n_tokens,
-        c.smoothing_window
+        config.smoothing
     );
     print_line("unsafe responses (label 1)", &unsafe_rows);
     print_line("safe responses (label 0)", &safe_rows);

@@ -1,10 +1,10 @@
 //! `extract`: hidden-state activations of labelled exchanges into an activation store.
 
 use super::common::{report_placement, ModelArgs, RuntimeArgs};
-use open_constitution::extract_job::{run_extract, ExtractJob};
-use open_constitution::model::Model;
-use open_constitution::select::ShardArg;
+use open_constitution::extract::select::ShardArg;
+use open_constitution::extract::{run_extract, ExtractJob};
 use open_constitution::store::Pooling;
+use open_constitution::text::model::Model;
 use std::path::PathBuf;
 
 /// Arguments of `extract`.

@@ -2,16 +2,16 @@
 //! it; `--json` prints the machine-readable result; `--prompts-file` runs many prompts in
 //! left-padded batches and writes one JSON result per line.
 
-use super::common::{ModelArgs, RuntimeArgs};
+use super::common::{GuardOverrides, ModelArgs, RuntimeArgs};
 use anyhow::Context;
-use open_constitution::generate::{
-    generate_batch, GenerateOptions, GenerationResult, GuardSetup, OnPause, Sink,
+use open_constitution::guard::generate::{
+    generate_batch, GenerateOptions, GenerationResult, OnPause, Sink,
 };
-use open_constitution::guard::{GuardConfig, Smoothing};
-use open_constitution::model::Model;
+use open_constitution::guard::sampling::SamplingConfig;
+use open_constitution::guard::GuardSetup;
 use open_constitution::probe::Probe;
-use open_constitution::sampling::SamplingConfig;
 use open_constitution::store::Pooling;
+use open_constitution::text::model::Model;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -76,36 +76,8 @@ pub struct Args {
     /// The answer given when --on-pause refuse fires.
     #[arg(long, default_value = "I can't help with that.")]
     pub refusal_message: String,
-    /// Override the probe's flag threshold (smoothed risk in [0, 1]).
-    #[arg(long)]
-    pub threshold: Option<f32>,
-    /// Override the probe's pause threshold (smoothed risk in [0, 1]).
-    #[arg(long)]
-    pub pause_threshold: Option<f32>,
-    /// Override how often to probe (every N generated tokens; 1 = every token).
-    #[arg(long)]
-    pub probe_every_n_tokens: Option<usize>,
-    /// Override the moving-average window (probe steps) used to smooth the risk.
-    #[arg(long)]
-    pub smoothing_window: Option<usize>,
-    /// Smooth with an exponential moving average of this weight in (0, 1] instead of the
-    /// moving average: higher reacts faster.
-    #[arg(long)]
-    pub ema_alpha: Option<f32>,
-}
-
-fn guard_config(a: &Args, probe: &Probe) -> GuardConfig {
-    let c = probe.config().guard_config();
-    GuardConfig {
-        threshold: a.threshold.unwrap_or(c.threshold),
-        pause_threshold: a.pause_threshold.unwrap_or(c.pause_threshold),
-        probe_every_n_tokens: a.probe_every_n_tokens.unwrap_or(c.probe_every_n_tokens),
-        smoothing: match (a.ema_alpha, a.smoothing_window) {
-            (Some(alpha), _) => Smoothing::Ema { alpha },
-            (None, Some(window)) => Smoothing::MovingAverage { window },
-            (None, None) => c.smoothing,
-        },
-    }
+    #[command(flatten)]
+    pub guard: GuardOverrides,
 }
 
 /// Loads the probe and checks it was trained for this model and prompt format.
@@ -155,7 +127,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let setup = probe.as_ref().map(|p| GuardSetup {
         scorer: p,
-        config: guard_config(&a, p),
+        config: a.guard.apply(p.config().guard_config()),
     });
     if let Some(s) = &setup {
         s.config.validate()?;
@@ -215,7 +187,7 @@ fn run_one(
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(r);
     }
-    if r.status == open_constitution::generate::Status::Refused {
+    if r.status == open_constitution::guard::generate::Status::Refused {
         println!("\n{}", r.response);
     }
     println!();

@@ -1,6 +1,6 @@
 //! `merge`: several activation stores (e.g. the shards of `extract --shard K/N`) into one.
 
-use open_constitution::store_set::ActivationSet;
+use open_constitution::store::set::ActivationSet;
 use std::path::PathBuf;
 
 /// Arguments of `merge`.

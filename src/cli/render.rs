@@ -3,7 +3,7 @@
 
 use super::common::ModelArgs;
 use anyhow::Context;
-use open_constitution::model::ModelFiles;
+use open_constitution::text::model::ModelFiles;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

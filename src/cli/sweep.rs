@@ -2,9 +2,9 @@
 
 use super::train::{progress_bar, TrainFlags};
 use anyhow::Context;
-use open_constitution::manifest::parse_layer_spec;
 use open_constitution::probe::sweep;
-use open_constitution::store_set::ActivationSet;
+use open_constitution::runtime::manifest::parse_layer_spec;
+use open_constitution::store::set::ActivationSet;
 use std::path::PathBuf;
 
 /// Arguments of `sweep`.

@@ -6,7 +6,7 @@ use open_constitution::probe::config::ClassWeight;
 use open_constitution::probe::split::SplitIndices;
 use open_constitution::probe::train::{load_layer, store_info, train_layer, LayerInput};
 use open_constitution::probe::{TrainOptions, TrainedProbe};
-use open_constitution::store_set::ActivationSet;
+use open_constitution::store::set::ActivationSet;
 use std::path::PathBuf;
 
 /// Training flags shared by `train` and `sweep`.

@@ -2,6 +2,7 @@
 //! driven by the engine protocol with a byte-level test vocabulary.
 
 use super::*;
+use crate::error::{Error, Result};
 use std::cell::RefCell;
 use std::rc::Rc;
 

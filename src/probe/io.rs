@@ -7,9 +7,9 @@ use super::fit::{LinearModel, Standardizer};
 use super::scorer::Scorer;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::write_bytes_atomic;
-use crate::manifest::Manifest;
+use crate::runtime::manifest::Manifest;
+use crate::store::tensors::{write_f32, F32Tensor, TensorFile};
 use crate::store::StoreMeta;
-use crate::tensors::{write_f32, F32Tensor, TensorFile};
 use ndarray::ArrayView2;
 use std::path::{Path, PathBuf};
 
@@ -295,7 +295,7 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 /// A probe scores the newest token's hidden state at its layer during guarded generation.
-impl crate::generate::RiskScorer for Probe {
+impl crate::guard::RiskScorer for Probe {
     fn layer(&self) -> usize {
         self.layer_index()
     }

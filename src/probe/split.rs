@@ -188,7 +188,7 @@ impl ClassBalance {
     }
 }
 
-pub use crate::sampling::SplitMix64;
+pub use crate::guard::sampling::SplitMix64;
 
 /// Balances classes by oversampling: the minority rows of `idx` are repeated until both classes
 /// have as many rows as the majority, whole copies first, then a seeded choice without

@@ -6,7 +6,7 @@ use super::plot::{write_svg, Chart, Series};
 use super::split::{SplitIndices, SplitSource};
 use super::train::{load_layer, store_info, train_layer, LayerInput, TrainOptions, TrainedProbe};
 use crate::error::{Error, Result};
-use crate::store_set::ActivationSet;
+use crate::store::set::ActivationSet;
 use indicatif::ProgressBar;
 use plotters::prelude::SeriesLabelPosition;
 use serde::{Deserialize, Serialize};

@@ -13,8 +13,8 @@ use super::metrics::{average_precision, roc_auc, Metrics};
 use super::scorer::Scorer;
 use super::split::{oversample_minority, ClassBalance, SplitIndices};
 use crate::error::{Error, Result};
+use crate::store::set::ActivationSet;
 use crate::store::{RowMeta, StoreMeta};
-use crate::store_set::ActivationSet;
 use indicatif::ProgressBar;
 use ndarray::{Array2, ArrayView2};
 use std::path::Path;
@@ -119,7 +119,7 @@ pub fn store_info(set: &ActivationSet, given: &[std::path::PathBuf]) -> StoreInf
 /// non-finite values.
 pub fn load_layer(set: &ActivationSet, layer: i64) -> Result<(usize, Array2<f32>)> {
     let meta = set.meta();
-    let index = crate::manifest::resolve_layer(layer, meta.num_layers)?;
+    let index = crate::runtime::manifest::resolve_layer(layer, meta.num_layers)?;
     if !meta.layers.contains(&index) {
         return Err(Error::Probe(format!(
             "layer {layer} (hidden state {index}) is not in the store, which holds layers {:?}; \

@@ -1,11 +1,11 @@
 //! Reading a complete activation store: rows from the shard row files, one layer's matrix at a
 //! time from the shard tensors.
 
-use super::{
+use super::writer::{
     layer_tensor, read_meta, read_rows, shard_stem, RowMeta, StoreMeta, STORE_FORMAT, STORE_VERSION,
 };
 use crate::error::{Error, Result};
-use crate::tensors::TensorFile;
+use crate::store::tensors::TensorFile;
 use ndarray::Array2;
 use std::path::{Path, PathBuf};
 

@@ -2,10 +2,10 @@
 #![allow(dead_code)]
 
 use open_constitution::extract::PreparedRow;
-use open_constitution::model::Model;
 use open_constitution::runtime::RuntimeOptions;
+use open_constitution::store::tensors::TensorFile;
 use open_constitution::store::RowMeta;
-use open_constitution::tensors::TensorFile;
+use open_constitution::text::model::Model;
 use serde::Deserialize;
 use std::path::PathBuf;
 

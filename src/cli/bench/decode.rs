@@ -6,12 +6,13 @@
 
 use crate::cli::common::{report_placement, ModelArgs, RuntimeArgs};
 use anyhow::Context;
-use open_constitution::generate::{
-    generate_batch, GenerateOptions, GenerationResult, GuardSetup, OnPause, RiskScorer,
+use open_constitution::guard::generate::{
+    generate_batch, GenerateOptions, GenerationResult, OnPause,
 };
+use open_constitution::guard::sampling::SamplingConfig;
 use open_constitution::guard::{GuardConfig, Smoothing};
-use open_constitution::model::Model;
-use open_constitution::sampling::SamplingConfig;
+use open_constitution::guard::{GuardSetup, RiskScorer};
+use open_constitution::text::model::Model;
 use serde_json::json;
 use std::path::PathBuf;
 

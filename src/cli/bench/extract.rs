@@ -5,9 +5,9 @@ use super::python::BaselineArgs;
 use super::{print_table, Row};
 use crate::cli::common::{ModelArgs, RuntimeArgs};
 use open_constitution::extract::{extract_into, prepare_rows, BatchSettings};
-use open_constitution::extract_job::{select_rows, store_meta, ExtractJob};
-use open_constitution::model::Model;
+use open_constitution::extract::{select_rows, store_meta, ExtractJob};
 use open_constitution::store::{Pooling, StoreWriter};
+use open_constitution::text::model::Model;
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -5,10 +5,11 @@ use super::python::BaselineArgs;
 use super::{print_table, Row};
 use crate::cli::common::{ModelArgs, RuntimeArgs};
 use crate::cli::generate::load_probe;
-use open_constitution::generate::{generate_batch, GenerateOptions, GuardSetup, OnPause, Sink};
+use open_constitution::guard::generate::{generate_batch, GenerateOptions, OnPause, Sink};
+use open_constitution::guard::sampling::SamplingConfig;
+use open_constitution::guard::GuardSetup;
 use open_constitution::guard::{GuardConfig, Smoothing};
-use open_constitution::model::Model;
-use open_constitution::sampling::SamplingConfig;
+use open_constitution::text::model::Model;
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -2,7 +2,7 @@
 
 use super::Row;
 use anyhow::{bail, Context};
-use open_constitution::model::ModelFiles;
+use open_constitution::text::model::ModelFiles;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

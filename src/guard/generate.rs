@@ -3,36 +3,21 @@
 //! token's hidden state at the probe layer is scored, smoothed and judged; text is released to
 //! the sink only after the probe step covering it (see [`crate::guard`]). Rows of a batch decode
 //! in lockstep with left padding; each has its own sampler, guard and stream. Steps go through
-//! [`crate::decoder::Decoder::run_step`]: under CUDA the cache stays in device memory (IoBinding).
+//! [`crate::runtime::decoder::Decoder::run_step`]: under CUDA the cache stays in device memory (IoBinding).
 
 mod row;
 
-use crate::batch::{decode_step, left_padded};
-use crate::decoder::{f32_view, Want};
 use crate::error::{Error, Result};
-use crate::guard::{GuardConfig, GuardStatus, ProbeStep};
-use crate::model::Model;
-use crate::sampling::SamplingConfig;
+use crate::guard::sampling::SamplingConfig;
+use crate::guard::{GuardSetup, GuardStatus, ProbeStep};
+use crate::runtime::DecodeState;
+use crate::text::model::Model;
 use row::RowState;
 use serde::Serialize;
 use std::time::Instant;
 
 /// Where one row's released text goes (the terminal, a buffer).
 pub type Sink<'s> = Box<dyn FnMut(&str) + 's>;
-
-/// Scores one hidden state (a trained probe).
-pub trait RiskScorer {
-    /// Absolute hidden-state index the scorer reads.
-    fn layer(&self) -> usize;
-    /// Risk in [0, 1] for one `[hidden]` vector.
-    fn score(&self, hidden: &[f32]) -> f32;
-}
-
-/// A scorer and the guard policy to apply.
-pub struct GuardSetup<'a> {
-    pub scorer: &'a dyn RiskScorer,
-    pub config: GuardConfig,
-}
 
 /// What happens when the guard pauses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -123,54 +108,44 @@ pub fn generate_batch<'s>(
     for (prompt, sink) in prompts.iter().zip(sinks) {
         rows.push(RowState::new(files, prompt, opts, guard, sink, context)?);
     }
-    let probe_layer = guard.map(|g| g.scorer.layer());
-    let want = |step: bool| Want {
-        logits: true,
-        hidden: if step {
-            probe_layer.into_iter().collect()
-        } else {
-            vec![]
-        },
-        present: true,
-    };
+    let probe: Vec<usize> = guard.map(|g| g.scorer.layer()).into_iter().collect();
+    let hidden_size = files.manifest.hidden_size;
     let seqs: Vec<&[u32]> = rows.iter().map(|r| r.history.as_slice()).collect();
-    let inputs = left_padded(&seqs, files.pad_id());
-    let mut mask = inputs.attention_mask.clone();
-    let out = decoder.run_step(inputs, decoder.empty_cache(rows.len())?, &want(false))?;
+    let (mut state, out) = DecodeState::prefill(decoder, &seqs, &[])?;
     let prefill_ms = ms(start);
-    let (_, logits) = f32_view(out.logits.as_ref().expect("logits requested"))?;
+    let logits = out.logits()?;
     let vocab = logits.len() / rows.len();
     for (b, r) in rows.iter_mut().enumerate() {
         r.after_prefill(&logits[b * vocab..(b + 1) * vocab], &eos, opts, start)?;
     }
     drop(logits);
-    let mut cache = out.present.expect("present requested");
     while rows.iter().any(RowState::has_pending) {
-        let next: Vec<u32> = rows.iter().map(|r| r.pending.unwrap_or(r.pad)).collect();
-        let step = decode_step(&next, &mask);
-        mask = step.attention_mask.clone();
-        let out = decoder.run_step(step, cache, &want(true))?;
-        let (_, logits) = f32_view(out.logits.as_ref().expect("logits requested"))?;
-        let hidden = match out.hidden.first() {
-            Some(h) => Some(f32_view(h)?.1),
-            None => None,
+        let next: Vec<u32> = rows
+            .iter()
+            .map(|r| r.pending.unwrap_or(state.pad_id()))
+            .collect();
+        let out = state.step(decoder, &next, &probe)?;
+        let logits = out.logits()?;
+        let hidden = match probe.is_empty() {
+            true => None,
+            false => Some(out.hidden(0, hidden_size)?),
         };
-        let width = hidden.as_ref().map_or(0, |h| h.len() / rows.len());
         for (b, r) in rows.iter_mut().enumerate() {
             if !r.has_pending() {
                 continue;
             }
-            let h = hidden.as_ref().map(|h| &h[b * width..(b + 1) * width]);
+            let judged = match (guard, &hidden) {
+                (Some(setup), Some(h)) => Some((setup, &h[b * hidden_size..(b + 1) * hidden_size])),
+                _ => None,
+            };
             r.after_step(
                 &logits[b * vocab..(b + 1) * vocab],
-                h,
-                guard,
+                judged,
                 &eos,
                 opts,
                 start,
             )?;
         }
-        cache = out.present.expect("present requested");
     }
     rows.into_iter()
         .map(|r| r.finish(opts, prefill_ms, start))

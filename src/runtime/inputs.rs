@@ -1,5 +1,5 @@
-//! Pure tensor preparation: padding, attention masks, position ids and length-sorted batches
-//! under a token budget. No ONNX Runtime here, so every rule is unit-tested on its own.
+//! Pure tensor preparation of the graph's token inputs: padding, attention masks and position
+//! ids. No ONNX Runtime here, so every rule is unit-tested on its own.
 
 use ndarray::Array2;
 
@@ -92,30 +92,6 @@ pub fn decode_step(next: &[u32], mask: &Array2<i64>) -> BatchInputs {
     }
 }
 
-/// Groups item indices into batches of similar length: sorted by length (longest first, ties
-/// by index, so plans are deterministic), each batch keeping `rows * longest <= budget` tokens
-/// (a single longer item gets a batch of its own) and at most `max_rows` rows.
-pub fn plan_batches(lengths: &[usize], budget: usize, max_rows: usize) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..lengths.len()).collect();
-    order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
-    let mut batches = Vec::new();
-    let mut cur: Vec<usize> = Vec::new();
-    let mut width = 0;
-    for i in order {
-        let w = width.max(lengths[i]);
-        if !cur.is_empty() && ((cur.len() + 1) * w > budget || cur.len() >= max_rows.max(1)) {
-            batches.push(std::mem::take(&mut cur));
-            width = 0;
-        }
-        width = width.max(lengths[i]);
-        cur.push(i);
-    }
-    if !cur.is_empty() {
-        batches.push(cur);
-    }
-    batches
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,21 +121,5 @@ mod tests {
         assert_eq!(s.attention_mask, array![[1, 1, 1, 1], [0, 0, 1, 1]]);
         assert_eq!(s.position_ids, array![[3], [1]]);
         assert_eq!(positions_from_mask(&s.attention_mask, 1), s.position_ids);
-    }
-
-    #[test]
-    fn batches_respect_the_budget_and_cover_every_item_once() {
-        let lengths = [10, 3, 7, 10, 2, 30];
-        let plan = plan_batches(&lengths, 24, 8);
-        assert_eq!(plan, vec![vec![5], vec![0, 3], vec![2, 1, 4]]);
-        for b in &plan {
-            let w = b.iter().map(|&i| lengths[i]).max().unwrap();
-            assert!(b.len() == 1 || b.len() * w <= 24);
-        }
-        let mut all: Vec<usize> = plan.concat();
-        all.sort();
-        assert_eq!(all, (0..6).collect::<Vec<_>>());
-        assert_eq!(plan_batches(&[1, 1, 1], 100, 2).len(), 2, "row cap");
-        assert!(plan_batches(&[], 10, 2).is_empty());
     }
 }

@@ -2,12 +2,13 @@
 //! per-step rule: feed token n, judge it (when a probe step is due, or when it is the last),
 //! then sample token n+1 unless the row stops.
 
-use super::{check_length, ms, status_of, GenerateOptions, GenerationResult, GuardSetup, OnPause};
+use super::{check_length, ms, status_of, GenerateOptions, GenerationResult, OnPause};
 use super::{StopReason, Timings};
 use crate::error::Result;
+use crate::guard::sampling::LogitsProcessor;
+use crate::guard::GuardSetup;
 use crate::guard::{Decision, Guard, HeldStream, IncrementalDecoder, TokenDecoder};
-use crate::model::ModelFiles;
-use crate::sampling::LogitsProcessor;
+use crate::text::model::ModelFiles;
 use std::time::Instant;
 
 type Stream<'t, 's> = HeldStream<Box<dyn TokenDecoder + 't>, super::Sink<'s>>;
@@ -19,7 +20,6 @@ pub(super) struct RowState<'t, 's> {
     pub history: Vec<u32>,
     /// Sampled token not yet fed to the graph.
     pub pending: Option<u32>,
-    pub pad: u32,
     generated: usize,
     sampler: LogitsProcessor,
     guard: Option<Guard>,
@@ -53,7 +53,6 @@ impl<'t, 's> RowState<'t, 's> {
             prompt_tokens: ids.len(),
             history: ids,
             pending: None,
-            pad: files.pad_id(),
             generated: 0,
             sampler: LogitsProcessor::new(opts.sampling.clone())?,
             guard: guard.map(|g| Guard::new(g.config)).transpose()?,
@@ -118,12 +117,13 @@ impl<'t, 's> RowState<'t, 's> {
         }
     }
 
-    /// After the graph consumed the pending token: judge, then sample the next one.
+    /// After the graph consumed the pending token: judge, then sample the next one. `judged`
+    /// carries the guard and this row's hidden state at the probe layer; a row with a guard must
+    /// get one, so no text is ever released unjudged.
     pub fn after_step(
         &mut self,
         logits: &[f32],
-        hidden: Option<&[f32]>,
-        guard: Option<&GuardSetup<'_>>,
+        judged: Option<(&GuardSetup<'_>, &[f32])>,
         eos: &[u32],
         opts: &GenerateOptions,
         start: Instant,
@@ -141,9 +141,9 @@ impl<'t, 's> RowState<'t, 's> {
             t
         };
         let last = next.is_none();
-        match (&mut self.guard, guard, hidden) {
-            (Some(g), Some(setup), Some(h)) => {
-                if g.should_probe(n) || (last && g.needs_final_probe(n)) {
+        match (&mut self.guard, judged) {
+            (Some(g), Some((setup, h))) => {
+                if g.is_due(n, last) {
                     let step = g.observe(n, setup.scorer.score(h))?;
                     self.stream.apply(&step)?;
                     if step.decision == Decision::Pause {
@@ -152,8 +152,13 @@ impl<'t, 's> RowState<'t, 's> {
                     }
                 }
             }
-            _ => {
+            (None, _) => {
                 self.stream.release(n)?;
+            }
+            (Some(_), None) => {
+                return Err(crate::Error::Generate(
+                    "a guarded row got no hidden state to judge; nothing was released".into(),
+                ))
             }
         }
         if self.first_release_ms.is_none() && self.stream.released_tokens() > 0 {

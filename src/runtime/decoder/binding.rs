@@ -7,10 +7,10 @@
 //! by ONNX Runtime, and the cache grows by one position per step, so its shape never matches.
 
 use super::{take_outputs, token_inputs, Decoder, Outputs, Want};
-use crate::batch::BatchInputs;
 use crate::error::{Error, Result};
-use crate::kv_cache::KvCache;
-use crate::pool::DevicePool;
+use crate::runtime::inputs::BatchInputs;
+use crate::runtime::kv_cache::KvCache;
+use crate::runtime::pool::DevicePool;
 use crate::runtime::Device;
 use ndarray::{Array2, Array3};
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
@@ -72,7 +72,7 @@ impl Decoder {
     }
 
     /// The hidden states `layers` of a prefill from an empty cache, left in device memory (for
-    /// [`crate::pool::DevicePool`]); no logits, no cache.
+    /// [`crate::runtime::pool::DevicePool`]); no logits, no cache.
     pub fn hidden_on_device(
         &mut self,
         inputs: BatchInputs,
@@ -88,7 +88,7 @@ impl Decoder {
         Ok(self.run_bound_to(inputs, past, &want, true)?.hidden)
     }
 
-    /// Runs `inputs` and pools the hidden states `layers` on the device (see [`crate::pool`]):
+    /// Runs `inputs` and pools the hidden states `layers` on the device (see [`crate::runtime::pool`]):
     /// `select` `[rows, seq, 1]` marks the positions of each row, `scale` `[rows, 1]` is 1 / their
     /// count. Returns one `[rows, hidden]` matrix per layer; only these cross to the host.
     pub fn pooled_on_device(

@@ -3,10 +3,10 @@
 
 use crate::data::{prompt_hash, read_examples, ReadOptions, ReadReport};
 use crate::error::Result;
+use crate::extract::select::{balanced_sample, shard_of, ShardArg};
 use crate::extract::{extract_into, prepare_rows, warm_up, BatchSettings, ExchangeRow};
-use crate::model::{Model, ModelFiles};
-use crate::select::{balanced_sample, shard_of, ShardArg};
 use crate::store::{Pooling, ShardSpec, StoreMeta, StoreWriter, STORE_FORMAT, STORE_VERSION};
+use crate::text::model::{Model, ModelFiles};
 use std::path::PathBuf;
 use std::time::Instant;
 

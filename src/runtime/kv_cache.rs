@@ -1,9 +1,13 @@
 //! The KV cache as owned ONNX values, one key/value pair per manifest KV entry (Gemma 4 entries
 //! differ in heads and head_dim; shared-KV layers have none). A step's `present.*` outputs become
 //! the next step's `past_key_values.*` inputs by move: the cache is never copied on the host.
+//! Only [`KvCache::select`] (rows leaving a batch, a rewind; never a decode step) copies, in
+//! [`reshape`].
+
+mod reshape;
 
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
+use crate::runtime::manifest::Manifest;
 use ort::memory::Allocator;
 use ort::value::{DynTensor, DynValue, TensorElementType};
 

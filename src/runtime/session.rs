@@ -64,7 +64,7 @@ pub struct RuntimeOptions {
     /// Write ONNX Runtime's profile (per-node provider and time) with this path prefix.
     pub profile: Option<PathBuf>,
     /// TensorRT optimization profiles for the dynamic dimensions (set from the manifest).
-    pub trt_profiles: Option<crate::trt_profile::TrtProfiles>,
+    pub trt_profiles: Option<crate::runtime::trt_profile::TrtProfiles>,
 }
 
 impl Default for RuntimeOptions {
@@ -165,7 +165,7 @@ pub struct LoadedSession {
     pub resolved: RuntimeOptions,
     /// Whether decoding uses IoBinding (resolved from [`IoBindingMode`] for `provider`).
     pub io_binding: bool,
-    /// Whether ONNX Runtime profiling is on (see [`crate::profile`]).
+    /// Whether ONNX Runtime profiling is on (see [`crate::runtime::profile`]).
     pub profiling: bool,
 }
 
@@ -251,7 +251,7 @@ fn build(
     Ok((session, provider))
 }
 
-/// Builds a session for a graph made in code (e.g. [`crate::pool`]'s) with `opts`, normally a
+/// Builds a session for a graph made in code (e.g. [`crate::runtime::pool`]'s) with `opts`, normally a
 /// [`LoadedSession::resolved`], so it runs on the same provider as the decoder.
 pub fn session_from_model(model: ort::editor::Model, opts: &RuntimeOptions) -> Result<Session> {
     let (lib, env) = environment(opts)?;

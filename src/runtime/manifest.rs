@@ -200,6 +200,14 @@ impl Manifest {
         Ok(())
     }
 
+    /// The id padded slots carry: the manifest's pad token, else the first eos id, else 0.
+    /// Padding is masked out of attention, so any valid id works; one rule keeps extraction,
+    /// generation and replay padding alike.
+    pub fn pad_id(&self) -> u32 {
+        let st = &self.special_tokens;
+        st.pad.or(st.eos.first().copied()).unwrap_or(0)
+    }
+
     /// Whether the graph computes in fp16.
     pub fn is_fp16(&self) -> bool {
         self.graph.dtype == "float16"

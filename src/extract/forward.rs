@@ -3,11 +3,12 @@
 //! states (last real token, or mean over response tokens) for every requested layer in one pass.
 //! Results go to an activation store shard by shard, so an interrupted run resumes.
 
-use crate::batch::{plan_batches, right_padded};
-use crate::decoder::{float_view, Decoder, FloatData, Want};
 use crate::error::{Error, Result};
-use crate::model::ModelFiles;
+use crate::extract::plan_batches;
+use crate::runtime::decoder::{float_view, Decoder, FloatData, Want};
+use crate::runtime::inputs::right_padded;
 use crate::store::{Pooling, RowMeta, StoreWriter};
+use crate::text::model::ModelFiles;
 use ndarray::{Array2, Array3};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -130,7 +131,8 @@ pub fn pooled_span(row: &PreparedRow, pooling: Pooling) -> Range<usize> {
         Pooling::Token => {
             let n = row.response.len().max(1) as u64;
             let t = row.response.start
-                + (crate::select::hash64(&[b"oc-token", row.meta.id.as_bytes()]) % n) as usize;
+                + (crate::extract::select::hash64(&[b"oc-token", row.meta.id.as_bytes()]) % n)
+                    as usize;
             t..t + 1
         }
     }

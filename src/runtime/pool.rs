@@ -9,8 +9,8 @@
 //! unselected position (fp16 overflow at `<bos>`, see export/CONTRACT.md) cannot leak in as
 //! `0 * inf = NaN`; the sum is in f32, so fp16 means cannot overflow.
 
-use crate::decoder::device_memory;
 use crate::error::{Error, Result};
+use crate::runtime::decoder::device_memory;
 use crate::runtime::{session_from_model, RuntimeOptions};
 use ndarray::{Array2, Array3};
 use ort::editor::{Graph, Model, Node, Opset, ONNX_DOMAIN};

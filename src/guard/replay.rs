@@ -4,12 +4,13 @@
 //! it just produced. This measures the guard as deployed (how many unsafe responses it pauses,
 //! how early, and how many safe ones it stops) rather than the probe as a classifier.
 
-use crate::batch::{plan_batches, right_padded};
-use crate::decoder::{float_view, Decoder, FloatData, Want};
 use crate::error::{Error, Result};
+use crate::extract::plan_batches;
 use crate::extract::PreparedRow;
-use crate::generate::RiskScorer;
-use crate::guard::{Decision, Guard, GuardConfig, GuardStatus, ProbeStep};
+use crate::guard::RiskScorer;
+use crate::guard::{Decision, Guard, GuardConfig, GuardStatus, ProbeStep, Smoothing};
+use crate::runtime::decoder::{float_view, Decoder, FloatData, Want};
+use crate::runtime::inputs::right_padded;
 use serde::Serialize;
 use std::borrow::Cow;
 
@@ -120,7 +121,7 @@ pub fn trajectory(
     let n = row.response.len();
     for i in 0..n {
         let count = i + 1;
-        if !(guard.should_probe(count) || (count == n && guard.needs_final_probe(count))) {
+        if !guard.is_due(count, count == n) {
             continue;
         }
         if guard
@@ -137,16 +138,19 @@ pub fn trajectory(
 /// What a guard with thresholds `flag` and `pause` does on a trajectory: decisions re-made, steps
 /// cut at the first pause.
 pub fn decide(row: &PreparedRow, trajectory: &[ProbeStep], flag: f32, pause: f32) -> ReplayOutcome {
+    let config = GuardConfig {
+        threshold: flag,
+        pause_threshold: pause,
+        // Cadence and smoothing are already in the trajectory; only the rule is used.
+        probe_every_n_tokens: 1,
+        smoothing: Smoothing::MovingAverage { window: 1 },
+    };
     let mut steps = Vec::new();
+    let mut status = GuardStatus::Completed;
     let (mut first_flag, mut pause_at, mut max_smoothed) = (None, None, 0f32);
     for s in trajectory {
-        let decision = if s.smoothed >= pause {
-            Decision::Pause
-        } else if s.smoothed >= flag {
-            Decision::Flag
-        } else {
-            Decision::Continue
-        };
+        let decision = config.decide(s.smoothed);
+        status = status.after(decision);
         steps.push(ProbeStep { decision, ..*s });
         max_smoothed = max_smoothed.max(s.smoothed);
         if decision != Decision::Continue && first_flag.is_none() {
@@ -157,11 +161,6 @@ pub fn decide(row: &PreparedRow, trajectory: &[ProbeStep], flag: f32, pause: f32
             break;
         }
     }
-    let status = match (pause_at, first_flag) {
-        (Some(_), _) => GuardStatus::Paused,
-        (None, Some(_)) => GuardStatus::Flagged,
-        _ => GuardStatus::Completed,
-    };
     ReplayOutcome {
         id: row.meta.id.clone(),
         label: row.meta.label,
@@ -226,7 +225,6 @@ pub fn summarize(outcomes: &[ReplayOutcome], label: u8) -> ReplaySummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guard::Smoothing;
     use crate::store::RowMeta;
 
     fn row(response: std::ops::Range<usize>, label: u8) -> PreparedRow {

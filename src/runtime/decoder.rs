@@ -8,10 +8,10 @@ mod binding;
 
 pub use binding::device_memory;
 
-use crate::batch::BatchInputs;
 use crate::error::{Error, Result};
-use crate::kv_cache::KvCache;
-use crate::manifest::Manifest;
+use crate::runtime::inputs::BatchInputs;
+use crate::runtime::kv_cache::KvCache;
+use crate::runtime::manifest::Manifest;
 use crate::runtime::{Device, LoadedSession, RuntimeOptions};
 use ort::session::{OutputSelector, RunOptions, Session, SessionInputValue};
 use ort::value::{DynValue, Tensor, TensorElementType};
@@ -48,7 +48,7 @@ pub struct Decoder {
     /// Created at the first bound run and reused.
     binding: Option<binding::Bound>,
     /// The pooling graph of [`Decoder::pooled_on_device`], built at its first use.
-    pool: Option<crate::pool::DevicePool>,
+    pool: Option<crate::runtime::pool::DevicePool>,
     profiling: bool,
 }
 

@@ -3,7 +3,7 @@
 //! When no message contains one, the ids equal Hugging Face's for the same text.
 
 use crate::error::{Error, Result};
-use crate::prompt::Rendered;
+use crate::text::prompt::Rendered;
 use std::collections::HashSet;
 use std::ops::Range;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! tokens), from the manifest: TensorRT builds one engine per profile and rejects shapes outside
 //! it, so the range must cover prefill, decode and extraction batches.
 
-use crate::manifest::Manifest;
+use crate::runtime::manifest::Manifest;
 
 /// `trt_profile_{min,opt,max}_shapes` values: `name:d0xd1x...` entries joined by commas.
 #[derive(Debug, Clone, PartialEq, Eq)]

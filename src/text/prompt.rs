@@ -4,7 +4,7 @@
 //! tokens, and so that response tokens can be found for pooling.
 
 use crate::error::{Error, Result};
-use crate::template::ChatTemplate;
+use crate::text::template::ChatTemplate;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::ops::Range;

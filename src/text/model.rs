@@ -2,14 +2,14 @@
 //! resolved offline from the local Hugging Face cache; its manifest, tokenizer, chat template and
 //! (when inference is needed) its ONNX session.
 
-use crate::decoder::Decoder;
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
-use crate::prompt::PromptFormat;
+use crate::runtime::decoder::Decoder;
+use crate::runtime::manifest::Manifest;
+use crate::runtime::trt_profile::profiles;
 use crate::runtime::{load_session, load_session_from, Device, GraphSource, RuntimeOptions};
-use crate::template::ChatTemplate;
-use crate::tokenize::TextEncoder;
-use crate::trt_profile::profiles;
+use crate::text::prompt::PromptFormat;
+use crate::text::template::ChatTemplate;
+use crate::text::tokenize::TextEncoder;
 use std::path::{Path, PathBuf};
 
 /// Resolves `spec`: an existing directory, else a hub id (`org/name`) in the local Hugging
@@ -101,10 +101,9 @@ impl ModelFiles {
         })
     }
 
-    /// The pad id: the manifest's, else eos, else 0 (padding is masked out anyway).
+    /// The pad id ([`Manifest::pad_id`]).
     pub fn pad_id(&self) -> u32 {
-        let st = &self.manifest.special_tokens;
-        st.pad.or(st.eos.first().copied()).unwrap_or(0)
+        self.manifest.pad_id()
     }
 }
 
@@ -146,7 +145,7 @@ impl Model {
             .iter()
             .map(|&l| files.manifest.hidden_output(l))
             .collect::<Result<_>>()?;
-        let Some((pruned, stats)) = crate::prune::prune_model(&bytes, &keep)? else {
+        let Some((pruned, stats)) = crate::runtime::prune::prune_model(&bytes, &keep)? else {
             drop(bytes);
             return Self::load(spec, use_chat_template, runtime);
         };

@@ -1,0 +1,323 @@
+//! Writing the activation store: a directory with `meta.json`, shards `shard-NNNNN.safetensors` (one
+//! `[n, hidden]` float32 tensor `layer.{j}` per stored layer) and `shard-NNNNN.rows.jsonl` (one
+//! row record per line), plus `rows.jsonl` with every row once the store is complete.
+//!
+//! Every file is written atomically; a shard's tensors file is written last and is its commit
+//! point, so a killed run resumes after the last complete shard and loses nothing.
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{write_atomic, write_bytes_atomic};
+use crate::store::tensors::{write_f32, F32Tensor};
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+pub const STORE_FORMAT: &str = "open-constitution/activation-store";
+pub const STORE_VERSION: u32 = 1;
+
+/// How a row's hidden states are reduced to one vector per layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// The last real token of the exchange.
+    Last,
+    /// The mean over the response tokens.
+    Mean,
+    /// One response token per exchange, chosen by a hash of the row id: the kind of state the
+    /// guard scores mid-generation (the newest token given the text so far).
+    Token,
+}
+
+/// Which of N shards a store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardSpec {
+    pub index: usize,
+    pub count: usize,
+}
+
+/// `meta.json` of a store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoreMeta {
+    pub format: String,
+    pub version: u32,
+    pub model_hash: String,
+    pub manifest_sha256: String,
+    /// The model folder or hub id the rows were extracted from.
+    pub model: String,
+    pub num_layers: usize,
+    /// Absolute hidden-state indices stored, in order.
+    pub layers: Vec<usize>,
+    pub hidden_size: usize,
+    pub pooling: Pooling,
+    pub dtype: String,
+    pub chat_template: bool,
+    pub shard: Option<ShardSpec>,
+    pub rows_per_shard: usize,
+    /// Every argument that determines the content (data file hash, sampling, truncation...).
+    pub args: serde_json::Value,
+    /// Rows the run will write in total (after sampling and sharding).
+    pub planned_rows: usize,
+    #[serde(default)]
+    pub complete: bool,
+    #[serde(default)]
+    pub row_count: usize,
+    #[serde(default)]
+    pub truncated: usize,
+}
+
+impl StoreMeta {
+    /// The fields that must agree for a rerun to resume into an existing store.
+    fn identity(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("meta serializes");
+        let obj = v.as_object_mut().expect("object");
+        for k in ["complete", "row_count", "truncated"] {
+            obj.remove(k);
+        }
+        v
+    }
+
+    fn differences(&self, other: &StoreMeta) -> Vec<String> {
+        let (a, b) = (self.identity(), other.identity());
+        let (a, b) = (a.as_object().unwrap(), b.as_object().unwrap());
+        let mut diffs = Vec::new();
+        for (k, va) in a {
+            let vb = &b[k];
+            if k == "args" {
+                for (ak, av) in va.as_object().into_iter().flatten() {
+                    let bv = vb.get(ak).unwrap_or(&serde_json::Value::Null);
+                    if av != bv {
+                        diffs.push(format!("{ak}: {av} (existing) vs {bv} (now)"));
+                    }
+                }
+            } else if va != vb {
+                diffs.push(format!("{k}: {va} (existing) vs {vb} (now)"));
+            }
+        }
+        diffs
+    }
+}
+
+/// One stored row.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RowMeta {
+    pub id: String,
+    pub label: u8,
+    #[serde(default)]
+    pub split: Option<String>,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Tokens fed to the model for this row (after truncation).
+    pub tokens: usize,
+    /// Hash of the normalized prompt, for prompt-grouped splits when `split` is absent.
+    pub prompt_hash: String,
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+pub(super) fn shard_stem(index: usize) -> String {
+    format!("shard-{index:05}")
+}
+
+pub(super) fn layer_tensor(layer: usize) -> String {
+    format!("layer.{layer}")
+}
+
+pub(super) fn read_meta(dir: &Path) -> Result<StoreMeta> {
+    let path = dir.join("meta.json");
+    let bytes = std::fs::read(&path).at(&path)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Store(format!(
+            "{}: not an activation store meta file ({e})",
+            path.display()
+        ))
+    })
+}
+
+fn write_meta(dir: &Path, meta: &StoreMeta) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(meta).expect("meta serializes");
+    bytes.push(b'\n');
+    write_bytes_atomic(&dir.join("meta.json"), &bytes)
+}
+
+pub(super) fn read_rows(path: &Path) -> Result<Vec<RowMeta>> {
+    let file = std::fs::File::open(path).at(path)?;
+    let mut rows = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.at(path)?;
+        let row = serde_json::from_str(&line)
+            .map_err(|e| Error::data(path, i + 1, "row", format!("invalid row record: {e}")))?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn write_rows(path: &Path, rows: &[RowMeta]) -> Result<()> {
+    write_atomic(path, |w| {
+        for r in rows {
+            serde_json::to_writer(&mut *w, r)?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes a store shard by shard; reopening with equal metadata resumes.
+pub struct StoreWriter {
+    dir: PathBuf,
+    meta: StoreMeta,
+    shards_done: usize,
+    rows_done: usize,
+}
+
+impl StoreWriter {
+    /// Creates `dir` or resumes the store in it. A store made with other arguments is refused,
+    /// listing what differs; leftovers of an interrupted shard are removed.
+    pub fn create_or_resume(dir: &Path, meta: StoreMeta) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::Store(format!(
+                "cannot create output directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let meta_path = dir.join("meta.json");
+        if meta_path.exists() {
+            let existing = read_meta(dir)?;
+            let diffs = existing.differences(&meta);
+            if !diffs.is_empty() {
+                return Err(Error::Store(format!(
+                    "{} holds a store made with other arguments; refusing to mix them \
+                     (use another --out, or delete it to start over). Differences: {}",
+                    dir.display(),
+                    diffs.join("; ")
+                )));
+            }
+        } else {
+            write_meta(dir, &meta)?;
+        }
+        let (shards_done, rows_done) = Self::scan(dir)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            meta,
+            shards_done,
+            rows_done,
+        })
+    }
+
+    /// Counts complete shards and removes files of an interrupted one.
+    fn scan(dir: &Path) -> Result<(usize, usize)> {
+        let mut shards = 0;
+        let mut rows = 0;
+        loop {
+            let stem = shard_stem(shards);
+            let tensors = dir.join(format!("{stem}.safetensors"));
+            let rows_path = dir.join(format!("{stem}.rows.jsonl"));
+            if !tensors.exists() {
+                break;
+            }
+            if !rows_path.exists() {
+                return Err(Error::Store(format!(
+                    "{} exists without {}; the store was modified by hand: delete the shard",
+                    tensors.display(),
+                    rows_path.display()
+                )));
+            }
+            rows += read_rows(&rows_path)?.len();
+            shards += 1;
+        }
+        for entry in std::fs::read_dir(dir).at(dir)? {
+            let path = entry.at(dir)?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let later_shard = name
+                .strip_prefix("shard-")
+                .and_then(|r| r.get(..5))
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| n >= shards);
+            if name.contains(".tmp") || later_shard {
+                std::fs::remove_file(&path).at(&path)?;
+            }
+        }
+        Ok((shards, rows))
+    }
+
+    /// Rows already stored (a resumed run skips this many of its planned rows).
+    pub fn rows_done(&self) -> usize {
+        self.rows_done
+    }
+
+    pub fn meta(&self) -> &StoreMeta {
+        &self.meta
+    }
+
+    /// Writes one shard: `layers[k]` is the `[rows.len(), hidden]` matrix of `meta.layers[k]`.
+    pub fn write_shard(&mut self, rows: &[RowMeta], layers: &[Array2<f32>]) -> Result<()> {
+        if layers.len() != self.meta.layers.len() {
+            return Err(Error::Store(format!(
+                "shard has {} layer matrices, store has {} layers",
+                layers.len(),
+                self.meta.layers.len()
+            )));
+        }
+        let stem = shard_stem(self.shards_done);
+        write_rows(&self.dir.join(format!("{stem}.rows.jsonl")), rows)?;
+        let contiguous: Vec<Array2<f32>> = layers
+            .iter()
+            .map(|m| m.as_standard_layout().into_owned())
+            .collect();
+        let tensors: Vec<F32Tensor<'_>> = self
+            .meta
+            .layers
+            .iter()
+            .zip(&contiguous)
+            .map(|(&l, m)| F32Tensor {
+                name: layer_tensor(l),
+                shape: vec![m.nrows(), m.ncols()],
+                data: m.as_slice().expect("standard layout"),
+            })
+            .collect();
+        if let Some(t) = tensors
+            .iter()
+            .find(|t| t.shape != [rows.len(), self.meta.hidden_size])
+        {
+            return Err(Error::Store(format!(
+                "tensor {} has shape {:?}, expected [{}, {}]",
+                t.name,
+                t.shape,
+                rows.len(),
+                self.meta.hidden_size
+            )));
+        }
+        let note = format!(
+            r#"{{"first_row":{},"rows":{}}}"#,
+            self.rows_done,
+            rows.len()
+        );
+        write_f32(
+            &self.dir.join(format!("{stem}.safetensors")),
+            &tensors,
+            Some(note),
+        )?;
+        self.shards_done += 1;
+        self.rows_done += rows.len();
+        Ok(())
+    }
+
+    /// Marks the store complete: writes `rows.jsonl` and the final `meta.json`.
+    pub fn finish(mut self, truncated: usize) -> Result<StoreMeta> {
+        let mut rows = Vec::with_capacity(self.rows_done);
+        for s in 0..self.shards_done {
+            rows.extend(read_rows(
+                &self.dir.join(format!("{}.rows.jsonl", shard_stem(s))),
+            )?);
+        }
+        write_rows(&self.dir.join("rows.jsonl"), &rows)?;
+        self.meta.complete = true;
+        self.meta.row_count = rows.len();
+        self.meta.truncated = truncated;
+        write_meta(&self.dir, &self.meta)?;
+        Ok(self.meta)
+    }
+}
