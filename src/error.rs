@@ -33,6 +33,31 @@ pub enum Error {
     /// ONNX Runtime could not be loaded, a provider failed, or a run failed.
     #[error("onnx runtime: {0}")]
     Runtime(String),
+    /// An ONNX Runtime call failed: what was being done, with ONNX Runtime's own error as the
+    /// cause (the binary prints it as `caused by:`).
+    #[error("onnx runtime: {context}")]
+    Ort {
+        context: String,
+        #[source]
+        source: ort::Error,
+    },
+    /// A JSON file does not parse; serde's error (line, column, what) is the cause.
+    #[error("{}: not valid JSON for {what}", path.display())]
+    Json {
+        path: PathBuf,
+        /// What the file should hold, e.g. "activation store metadata".
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A safetensors file does not parse; the safetensors error is the cause.
+    #[error("{}: {context}", path.display())]
+    Safetensors {
+        path: PathBuf,
+        context: String,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
     /// The chat template could not be loaded or raised while rendering.
     #[error("chat template: {0}")]
     Template(String),
@@ -63,6 +88,21 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// Maps an ONNX Runtime error into [`Error::Ort`] with what was being done.
+    pub fn ort(context: impl Into<String>) -> impl FnOnce(ort::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Ort { context, source }
+    }
+
+    /// Maps a JSON error of `path` (holding `what`) into [`Error::Json`].
+    pub fn json(
+        path: impl Into<PathBuf>,
+        what: impl Into<String>,
+    ) -> impl FnOnce(serde_json::Error) -> Error {
+        let (path, what) = (path.into(), what.into());
+        move |source| Error::Json { path, what, source }
     }
 
     /// A data error at `file:line` for `field`.

@@ -128,3 +128,26 @@ fn logits_that_disagree_with_the_manifest_are_reported() {
     let e = out.logits().err().unwrap().to_string();
     assert!(e.contains("vocab_size") && e.contains("re-export"), "{e}");
 }
+
+#[test]
+fn a_failed_graph_run_keeps_onnx_runtimes_own_error_as_its_cause() {
+    let mut model = load("tiny-qwen3", true);
+    let d = &mut model.decoder;
+    // Five positions for two tokens: the rotary embedding's shapes cannot match.
+    let mut inputs = open_constitution::runtime::inputs::left_padded(&[&[2, 3]], 0);
+    inputs.position_ids = ndarray::Array2::zeros((1, 5));
+    let past = d.empty_cache(1).unwrap();
+    let want = open_constitution::runtime::Want {
+        logits: true,
+        hidden: vec![],
+        present: true,
+    };
+    let err = d
+        .run(inputs, past, &want)
+        .err()
+        .expect("mismatched positions");
+    assert!(err.to_string().contains("graph run failed"), "{err}");
+    let cause = std::error::Error::source(&err).expect("ONNX Runtime's error as the cause");
+    assert!(cause.downcast_ref::<ort::Error>().is_some(), "{cause:?}");
+    assert!(!cause.to_string().is_empty());
+}

@@ -77,12 +77,10 @@ impl Probe {
             )));
         }
         let bytes = std::fs::read(&cfg_path).at(&cfg_path)?;
-        let config: ProbeConfig = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Probe(format!(
-                "{}: not a probe config of this version ({e}); retrain the probe",
-                cfg_path.display()
-            ))
-        })?;
+        let config: ProbeConfig = serde_json::from_slice(&bytes).map_err(Error::json(
+            &cfg_path,
+            "a probe config of this version (retrain the probe)",
+        ))?;
         if config.format != PROBE_FORMAT || config.version != PROBE_VERSION {
             return Err(Error::Probe(format!(
                 "{}: format {} v{} is not {PROBE_FORMAT} v{PROBE_VERSION}; retrain the probe",

@@ -97,7 +97,7 @@ impl Decoder {
         let file = self
             .session
             .end_profiling()
-            .map_err(|e| Error::Runtime(format!("cannot end profiling: {e}")))?;
+            .map_err(Error::ort("cannot end profiling"))?;
         Ok(Some(file.into()))
     }
 
@@ -138,7 +138,7 @@ impl Decoder {
                     .with(kv.present_value.clone());
             }
         }
-        let opts = RunOptions::new().map_err(|e| Error::Runtime(e.to_string()))?;
+        let opts = RunOptions::new().map_err(Error::ort("cannot create run options"))?;
         self.run_options
             .push((want.clone(), opts.with_outputs(sel)));
         Ok(self.run_options.len() - 1)
@@ -162,14 +162,14 @@ impl Decoder {
         let mut out = self
             .session
             .run_with_options(feed, run_options)
-            .map_err(|e| Error::Runtime(format!("graph run failed: {e}")))?;
+            .map_err(Error::ort("graph run failed"))?;
         take_outputs(m, want, |name| out.remove(name))
     }
 }
 
 /// The three token inputs as owned tensors, named by the manifest.
 fn token_inputs(m: &Manifest, inputs: BatchInputs) -> Result<[(&str, DynValue); 3]> {
-    let rt = |e: ort::Error| Error::Runtime(e.to_string());
+    let rt = |e: ort::Error| Error::ort("cannot build the token input tensors")(e);
     Ok([
         (
             m.inputs.input_ids.as_str(),
@@ -299,7 +299,7 @@ pub enum FloatData<'a> {
 
 /// A float tensor's shape and borrowed values (fp16 graphs stay fp16: pool first, widen after).
 pub fn float_view(v: &DynValue) -> Result<(Vec<usize>, FloatData<'_>)> {
-    let err = |e: ort::Error| Error::Runtime(e.to_string());
+    let err = |e: ort::Error| Error::ort("cannot read an output tensor")(e);
     let dtype = v
         .dtype()
         .tensor_type()

@@ -32,7 +32,7 @@ impl KvCache {
             let make = || {
                 DynTensor::new(allocator, dtype, shape)
                     .map(|t| t.into_dyn())
-                    .map_err(|e| Error::Runtime(format!("cannot allocate {}: {e}", kv.past_key)))
+                    .map_err(Error::ort(format!("cannot allocate {}", kv.past_key)))
             };
             values.push((make()?, make()?));
         }

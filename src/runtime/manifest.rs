@@ -157,14 +157,8 @@ impl Manifest {
             )));
         }
         let bytes = std::fs::read(&path).at(&path)?;
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Model(format!(
-                "{}: invalid manifest at line {} column {}: {e}",
-                path.display(),
-                e.line(),
-                e.column()
-            ))
-        })?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(Error::json(&path, "a model manifest (re-export the model)"))?;
         manifest.check(&path)?;
         Ok((manifest, crate::fsutil::sha256_bytes(&bytes)))
     }

@@ -39,7 +39,7 @@ fn tensor(ty: TensorElementType, dims: &[i64]) -> ValueType {
 }
 
 fn rt(what: &str) -> impl Fn(ort::Error) -> Error + '_ {
-    move |e| Error::Runtime(format!("pooling graph: {what}: {e}"))
+    move |e| Error::ort(format!("pooling graph: {what}"))(e)
 }
 
 /// `h{j}` `[B, S, hidden]` (dtype), `select` `[B, S, 1]` bool, `scale` `[B, 1]` f32 -> `p{j}`

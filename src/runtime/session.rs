@@ -258,7 +258,7 @@ pub fn session_from_model(model: ort::editor::Model, opts: &RuntimeOptions) -> R
     let (builder, _) = configured_builder(opts, env, lib).map_err(Error::Runtime)?;
     model
         .into_session(&builder)
-        .map_err(|e| Error::Runtime(format!("cannot build a session for a generated graph: {e}")))
+        .map_err(Error::ort("cannot build a session for a generated graph"))
 }
 
 /// A session builder with threads, profiling and the execution provider set up.

@@ -68,11 +68,11 @@ impl TensorFile {
     /// Reads the whole file.
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).at(path)?;
-        SafeTensors::deserialize(&bytes).map_err(|e| {
-            Error::Store(format!(
-                "{}: not a valid safetensors file ({e}); delete it and rerun the step that wrote it",
-                path.display()
-            ))
+        SafeTensors::deserialize(&bytes).map_err(|source| Error::Safetensors {
+            path: path.to_path_buf(),
+            context: "not a valid safetensors file; delete it and rerun the step that wrote it"
+                .into(),
+            source,
         })?;
         Ok(Self {
             path: path.to_path_buf(),

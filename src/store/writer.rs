@@ -129,12 +129,10 @@ pub(super) fn layer_tensor(layer: usize) -> String {
 pub(super) fn read_meta(dir: &Path) -> Result<StoreMeta> {
     let path = dir.join("meta.json");
     let bytes = std::fs::read(&path).at(&path)?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::Store(format!(
-            "{}: not an activation store meta file ({e})",
-            path.display()
-        ))
-    })
+    serde_json::from_slice(&bytes).map_err(Error::json(
+        &path,
+        "activation store metadata (delete the folder and rerun the extraction)",
+    ))
 }
 
 fn write_meta(dir: &Path, meta: &StoreMeta) -> Result<()> {

@@ -38,14 +38,14 @@ pub fn device_memory(provider: Device, device_id: i32) -> Result<MemoryInfo<'sta
         device_id
     };
     MemoryInfo::new(device, id, AllocatorType::Device, MemoryType::Default)
-        .map_err(|e| Error::Runtime(format!("cannot describe {provider:?} memory: {e}")))
+        .map_err(Error::ort(format!("cannot describe {provider:?} memory")))
 }
 
 impl Bound {
     fn new(session: &Session, provider: Device, device_id: i32) -> Result<Self> {
         let io = session
             .create_binding()
-            .map_err(|e| Error::Runtime(format!("cannot create an IoBinding: {e}")))?;
+            .map_err(Error::ort("cannot create an IoBinding"))?;
         Ok(Self {
             io,
             kv: device_memory(provider, device_id)?,
@@ -137,7 +137,7 @@ impl Decoder {
             ..
         } = self;
         let b = binding.as_mut().expect("created above");
-        let bind = |e: ort::Error| Error::Runtime(format!("IoBinding: {e}"));
+        let bind = |e: ort::Error| Error::ort("IoBinding")(e);
         for (name, value) in token_inputs(m, inputs)? {
             b.io.bind_input(name, &value).map_err(bind)?;
         }
@@ -167,7 +167,7 @@ impl Decoder {
         b.io.synchronize_inputs().map_err(bind)?;
         let result = session
             .run_binding(&b.io)
-            .map_err(|e| Error::Runtime(format!("graph run failed: {e}")))
+            .map_err(Error::ort("graph run failed"))
             .and_then(|mut out| take_outputs(m, want, |name| out.remove(name)));
         // Release the past cache and let the next step bind fresh outputs.
         b.io.clear();

@@ -46,7 +46,7 @@ impl KvCache {
 
 /// One `[batch, heads, len, head_dim]` value cut to `rows` x `cols`, in the memory it was in.
 fn select_value(value: DynValue, rows: &[usize], cols: Range<usize>) -> Result<DynValue> {
-    let rt = |e: ort::Error| Error::Runtime(format!("KV cache: {e}"));
+    let rt = |e: ort::Error| Error::ort("cutting the KV cache")(e);
     let tensor = value.downcast::<DynTensorValueType>().map_err(rt)?;
     let (device, device_id, on_host) = {
         let memory = tensor.memory_info();
@@ -82,7 +82,7 @@ fn cut_rows<T>(value: &DynTensor, rows: &[usize], cols: &Range<usize>) -> Result
 where
     T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static,
 {
-    let rt = |e: ort::Error| Error::Runtime(format!("KV cache: {e}"));
+    let rt = |e: ort::Error| Error::ort("cutting the KV cache")(e);
     let (shape, data) = value.try_extract_tensor::<T>().map_err(rt)?;
     let &[_, heads, len, dim] = shape.as_ref() else {
         return Err(Error::Runtime(format!(
