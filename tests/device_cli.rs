@@ -86,7 +86,7 @@ fn cuda_with_the_cpu_build_names_the_gpu_build_and_setup_gpu() {
         "names the way out: {err}"
     );
     assert!(
-        !tmp.path().join("s").join("store.json").exists(),
+        !tmp.path().join("s").join("meta.json").exists(),
         "nothing was extracted"
     );
 }

@@ -134,7 +134,7 @@ fn pruned_extraction_graph_equals_the_full_graph() {
             "1,-2",
         )
         .unwrap();
-        assert!(pruned.decoder.manifest().extraction_only);
+        assert!(pruned.decoder.is_extraction_only());
         let layers = pruned.files.manifest.parse_layers("1,-2").unwrap();
         let fewer = pruned.decoder.session().outputs().len();
         assert!(

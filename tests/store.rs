@@ -166,3 +166,12 @@ fn shard_sets_are_checked() {
         .to_string();
     assert!(err.contains("more than once"), "{err}");
 }
+
+#[test]
+fn an_empty_store_list_is_an_error_not_a_panic() {
+    let Err(e) = ActivationSet::open(&[]) else {
+        panic!("no stores must be an error");
+    };
+    let e = e.to_string();
+    assert!(e.contains("--activations"), "{e}");
+}

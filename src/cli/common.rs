@@ -102,6 +102,10 @@ pub struct RuntimeArgs {
     /// Allow TF32 matmuls on CUDA: faster, but fp32 results differ ~1e-3 relative.
     #[arg(long)]
     pub tf32: bool,
+    /// Let TensorRT compute an fp32 graph in fp16: faster, but hidden states differ ~1e-3
+    /// relative from the fp32 ones probes were trained on (fp16 graphs always use fp16).
+    #[arg(long)]
+    pub trt_fp16: bool,
     /// Fail if any graph node would run on CPU while a GPU provider is active (proves placement).
     /// ONNX Runtime deliberately keeps some shape computations on the CPU, so a graph may need
     /// this off; --profile shows which nodes those are.
@@ -125,10 +129,9 @@ impl RuntimeArgs {
     /// stay in CPU caches (Gemma 3 270M on 2 cores: 512-1024 tokens ran 1.17x faster than
     /// 4096), while a GPU needs large batches to fill its cores.
     pub fn batch_tokens(&self, flag: Option<usize>) -> usize {
-        flag.unwrap_or(match self.device {
-            Device::Cpu => 1024,
-            _ => 16384,
-        })
+        flag.unwrap_or(open_constitution::extract::default_batch_tokens(
+            self.device,
+        ))
     }
 
     pub fn options(&self) -> RuntimeOptions {
@@ -144,6 +147,17 @@ impl RuntimeArgs {
             io_binding: self.io_binding,
             profile: self.profile.clone(),
             trt_profiles: None,
+            trt_shape: RuntimeOptions::default().trt_shape,
+            trt_fp16: self.trt_fp16,
+        }
+    }
+
+    /// [`RuntimeArgs::options`] for a command whose batches hold at most `rows` rows of
+    /// `tokens` tokens (new plus cached): TensorRT's engines are built for exactly that range.
+    pub fn options_for(&self, rows: usize, tokens: usize) -> RuntimeOptions {
+        RuntimeOptions {
+            trt_shape: (rows, tokens),
+            ..self.options()
         }
     }
 }

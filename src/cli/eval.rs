@@ -121,7 +121,14 @@ pub(super) fn load_probe_model(args: &Args, probe: &Probe) -> anyhow::Result<Mod
     let spec = args.model.as_deref().context("--data needs --model")?;
     let chat = probe.config().use_chat_template;
     let layer = probe.layer_index().to_string();
-    let model = Model::load_for_extraction(spec, chat, &args.runtime.options(), &layer)?;
+    let model = Model::load_for_extraction(
+        spec,
+        chat,
+        &args
+            .runtime
+            .options_for(ExtractJob::DEFAULT_MAX_BATCH, args.max_tokens),
+        &layer,
+    )?;
     probe.check_model(&model.files.manifest, &model.files.manifest_sha256)?;
     Ok(model)
 }
@@ -135,20 +142,13 @@ pub(super) fn data_job(
     progress: bool,
 ) -> ExtractJob {
     ExtractJob {
-        data: data.to_path_buf(),
-        out: store.to_path_buf(),
         layers: probe.layer_index().to_string(),
         pooling: probe.config().pooling,
         batch_tokens: args.runtime.batch_tokens(args.batch_tokens),
-        max_batch: 64,
         max_examples: args.max_examples,
-        seed: 0,
         max_tokens: Some(args.max_tokens),
-        skip_invalid: false,
-        shard: None,
-        rows_per_shard: 512,
         progress,
-        warmup_batches: 0,
+        ..ExtractJob::new(data, store, args.runtime.device)
     }
 }
 

@@ -25,7 +25,7 @@ pub struct Args {
     /// Hidden states to store: `all`, one index (`-4`) or a list (`-2,-4,-8`). Negative indices
     /// count from the end as in Python (-1 = last layer after the final norm, 0 = embeddings).
     /// Each layer costs hidden_size x 4 bytes per row.
-    #[arg(long, default_value = "all", allow_hyphen_values = true)]
+    #[arg(long, default_value = ExtractJob::DEFAULT_LAYERS, allow_hyphen_values = true)]
     pub layers: String,
     /// `last`: the exchange's last token (the seed's choice: with a chat template, the
     /// end-of-turn marker); `mean`: the mean over the response tokens; `token`: one response
@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long)]
     pub batch_tokens: Option<usize>,
     /// Most rows per batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ExtractJob::DEFAULT_MAX_BATCH)]
     pub max_batch: usize,
     /// Extract a seeded, label-balanced sample of at most N examples (default: all).
     #[arg(long)]
@@ -48,7 +48,7 @@ pub struct Args {
     pub seed: u64,
     /// Truncate exchanges longer than N tokens, cutting the prompt from the left so the
     /// response end is kept; the count of truncated rows is reported.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = ExtractJob::DEFAULT_MAX_TOKENS)]
     pub max_tokens: usize,
     /// Skip (and count) invalid data lines instead of stopping at the first.
     #[arg(long)]
@@ -58,7 +58,7 @@ pub struct Args {
     #[arg(long)]
     pub shard: Option<ShardArg>,
     /// Rows per store shard file: the unit of resume after an interruption.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = ExtractJob::DEFAULT_ROWS_PER_SHARD)]
     pub rows_per_shard: usize,
     /// Run the first N batches once, untimed and discarded, before extracting: the reported
     /// rate then excludes one-time GPU setup (kernel selection, memory-pool growth). For
@@ -71,12 +71,10 @@ pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
     let mut model = Model::load_for_extraction(
         &a.model.model,
         !a.model.no_chat_template,
-        &a.runtime.options(),
+        &a.runtime.options_for(a.max_batch, a.max_tokens),
         &a.layers,
     )?;
     let job = ExtractJob {
-        data: a.data,
-        out: a.out.clone(),
         layers: a.layers,
         pooling: a.pooling,
         batch_tokens: a.runtime.batch_tokens(a.batch_tokens),
@@ -89,6 +87,7 @@ pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
         rows_per_shard: a.rows_per_shard,
         progress: !quiet,
         warmup_batches: a.warmup_batches,
+        ..ExtractJob::new(a.data, a.out.clone(), a.runtime.device)
     };
     let s = run_extract(&mut model, &job)?;
     if s.read.skipped > 0 {

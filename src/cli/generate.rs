@@ -118,7 +118,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut model = Model::load(
         &a.model.model,
         !a.model.no_chat_template,
-        &a.runtime.options(),
+        // Prompts plus new tokens; longer prompts are refused against the context anyway.
+        &a.runtime
+            .options_for(a.batch_size, a.max_new_tokens.saturating_add(2048)),
     )?;
     let probe = if a.no_guard {
         None

@@ -5,6 +5,7 @@ use crate::data::{prompt_hash, read_examples, ReadOptions, ReadReport};
 use crate::error::Result;
 use crate::extract::select::{balanced_sample, shard_of, ShardArg};
 use crate::extract::{extract_into, prepare_rows, warm_up, BatchSettings, ExchangeRow};
+use crate::runtime::Device;
 use crate::store::{Pooling, ShardSpec, StoreMeta, StoreWriter, STORE_FORMAT, STORE_VERSION};
 use crate::text::model::{Model, ModelFiles};
 use std::path::PathBuf;
@@ -31,6 +32,48 @@ pub struct ExtractJob {
     pub warmup_batches: usize,
 }
 
+impl ExtractJob {
+    /// Every hidden state the graph exposes.
+    pub const DEFAULT_LAYERS: &'static str = "all";
+    /// Rows per batch at most (the token budget usually binds first).
+    pub const DEFAULT_MAX_BATCH: usize = 64;
+    /// Tokens per exchange; longer ones keep their end (the response).
+    pub const DEFAULT_MAX_TOKENS: usize = 1024;
+    /// Rows per store shard: the unit of resume.
+    pub const DEFAULT_ROWS_PER_SHARD: usize = 512;
+
+    /// A job over `data` into `out` with the defaults of `extract`'s flags, for `device`
+    /// (its batch token budget); set other fields with struct update syntax.
+    pub fn new(data: impl Into<PathBuf>, out: impl Into<PathBuf>, device: Device) -> Self {
+        ExtractJob {
+            data: data.into(),
+            out: out.into(),
+            layers: Self::DEFAULT_LAYERS.into(),
+            pooling: Pooling::Last,
+            batch_tokens: default_batch_tokens(device),
+            max_batch: Self::DEFAULT_MAX_BATCH,
+            max_examples: None,
+            seed: 0,
+            max_tokens: Some(Self::DEFAULT_MAX_TOKENS),
+            skip_invalid: false,
+            shard: None,
+            rows_per_shard: Self::DEFAULT_ROWS_PER_SHARD,
+            progress: false,
+            warmup_batches: 0,
+        }
+    }
+}
+
+/// Padded tokens per batch by device: on CPU 1024 (measured 1.17x faster than 4096 on
+/// Gemma 3 270M: smaller batches waste less on padding and stay in cache); GPUs want large
+/// batches to fill the device.
+pub fn default_batch_tokens(device: Device) -> usize {
+    match device {
+        Device::Cpu => 1024,
+        _ => 16384,
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct ExtractSummary {
@@ -41,7 +84,10 @@ pub struct ExtractSummary {
     /// Rows and tokens extracted by this run.
     pub rows: usize,
     pub tokens: usize,
+    /// Extraction wall time, tokenization excluded.
     pub seconds: f64,
+    /// Rendering and tokenizing the rows.
+    pub tokenize_seconds: f64,
 }
 
 /// The job's rows: read and validated, sampled (`max_examples`) and filtered to its shard.
@@ -132,7 +178,9 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
     let meta = store_meta(&model.files, job, &layers, rows.len())?;
     let mut writer = StoreWriter::create_or_resume(&job.out, meta)?;
     let resumed_rows = writer.rows_done();
+    let tokenize = Instant::now();
     let prepared = prepare_rows(&model.files, &rows, job.max_tokens)?;
+    let tokenize_seconds = tokenize.elapsed().as_secs_f64();
     let truncated = prepared.iter().filter(|r| r.meta.truncated).count();
     let settings = BatchSettings {
         layers,
@@ -169,6 +217,7 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
         rows: last.0.saturating_sub(resumed_rows),
         tokens: last.1,
         seconds: start.elapsed().as_secs_f64(),
+        tokenize_seconds,
     })
 }
 

@@ -11,5 +11,7 @@ pub use forward::{
     extract_into, forward_pooled, pooled_span, prepare_rows, warm_up, BatchSettings, ExchangeRow,
     PreparedRow,
 };
-pub use job::{run_extract, select_rows, store_meta, ExtractJob, ExtractSummary};
+pub use job::{
+    default_batch_tokens, run_extract, select_rows, store_meta, ExtractJob, ExtractSummary,
+};
 pub use plan::plan_batches;

@@ -63,8 +63,8 @@ pub fn replay(
         let res = decoder.run(inputs, past, &want)?;
         let (shape, data) = float_view(&res.hidden[0])?;
         if shape.len() != 3 || shape[0] != batch.len() || shape[2] != hidden {
-            return Err(Error::Extract(format!(
-                "hidden state {layer} has shape {shape:?}, expected [{}, seq, {hidden}]",
+            return Err(Error::Runtime(format!(
+                "guard replay: hidden state {layer} has shape {shape:?}, expected [{}, seq, {hidden}]",
                 batch.len()
             )));
         }

@@ -19,7 +19,9 @@ pub trait TokenDecoder {
     fn step(&mut self, id: u32) -> Result<Option<String>>;
 }
 
-/// The production decoder: `tokenizer.decode_stream(true)` (skip special tokens).
+/// tokenizers' own streaming decoder, `tokenizer.decode_stream(true)` (skip special tokens). Generation
+/// uses [`super::IncrementalDecoder`] instead (`DecodeStream` fails on tokens that re-merge earlier
+/// text); this impl stays for callers with simple vocabularies and for the tests.
 impl<M, N, PT, PP, D> TokenDecoder for DecodeStream<'_, M, N, PT, PP, D>
 where
     M: Model,

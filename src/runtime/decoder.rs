@@ -50,12 +50,25 @@ pub struct Decoder {
     /// The pooling graph of [`Decoder::pooled_on_device`], built at its first use.
     pool: Option<crate::runtime::pool::DevicePool>,
     profiling: bool,
+    /// Built from a graph pruned to some hidden states: no logits, no `present.*` outputs.
+    extraction_only: bool,
 }
 
 impl Decoder {
     /// Wraps a session after checking its inputs and outputs against the manifest.
     pub fn new(loaded: LoadedSession, manifest: Manifest) -> Result<Self> {
-        validate_io(&loaded.session, &manifest)?;
+        Self::build(loaded, manifest, false)
+    }
+
+    /// Wraps a session of a graph pruned to the hidden states `manifest` lists (see
+    /// [`crate::runtime::prune`]): it has no logits or `present.*` outputs, and a call that asks
+    /// for them is an error.
+    pub fn for_extraction(loaded: LoadedSession, manifest: Manifest) -> Result<Self> {
+        Self::build(loaded, manifest, true)
+    }
+
+    fn build(loaded: LoadedSession, manifest: Manifest, extraction_only: bool) -> Result<Self> {
+        validate_io(&loaded.session, &manifest, extraction_only)?;
         Ok(Self {
             session: loaded.session,
             manifest,
@@ -66,7 +79,13 @@ impl Decoder {
             binding: None,
             pool: None,
             profiling: loaded.profiling,
+            extraction_only,
         })
+    }
+
+    /// Whether the graph was pruned for extraction ([`Decoder::for_extraction`]).
+    pub fn is_extraction_only(&self) -> bool {
+        self.extraction_only
     }
 
     /// Whether decode steps ([`Decoder::run_step`]) use IoBinding.
@@ -119,6 +138,18 @@ impl Decoder {
         KvCache::empty(&self.manifest, batch, self.session.allocator())
     }
 
+    /// A pruned graph has no logits or cache outputs to give.
+    fn check_want(&self, want: &Want) -> Result<()> {
+        if self.extraction_only && (want.logits || want.present) {
+            return Err(Error::Runtime(
+                "this decoder runs a graph pruned for extraction (hidden states only): it has no \
+                 logits or KV cache outputs; load the model with Model::load to decode"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn options_for(&mut self, want: &Want) -> Result<usize> {
         if let Some(i) = self.run_options.iter().position(|(w, _)| w == want) {
             return Ok(i);
@@ -147,6 +178,7 @@ impl Decoder {
     /// Runs the graph on `inputs` with `past` (moved in; see [`KvCache`]). Every output comes
     /// back in host memory.
     pub fn run(&mut self, inputs: BatchInputs, past: KvCache, want: &Want) -> Result<Outputs> {
+        self.check_want(want)?;
         let opt = self.options_for(want)?;
         let m = &self.manifest;
         let mut feed: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
@@ -226,7 +258,7 @@ fn take_outputs(
 }
 
 /// The graph's inputs must be exactly the manifest's; its outputs must include the manifest's.
-fn validate_io(session: &Session, m: &Manifest) -> Result<()> {
+fn validate_io(session: &Session, m: &Manifest, extraction_only: bool) -> Result<()> {
     let have_in: HashSet<&str> = session.inputs().iter().map(|o| o.name()).collect();
     let have_out: HashSet<&str> = session.outputs().iter().map(|o| o.name()).collect();
     let mut want_in = vec![
@@ -235,12 +267,12 @@ fn validate_io(session: &Session, m: &Manifest) -> Result<()> {
         m.inputs.position_ids.as_str(),
     ];
     let mut want_out = Vec::new();
-    if !m.extraction_only {
+    if !extraction_only {
         want_out.push(m.logits.name.as_str());
     }
     for kv in &m.kv_cache {
         want_in.extend([kv.past_key.as_str(), kv.past_value.as_str()]);
-        if !m.extraction_only {
+        if !extraction_only {
             want_out.extend([kv.present_key.as_str(), kv.present_value.as_str()]);
         }
     }

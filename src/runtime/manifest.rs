@@ -42,10 +42,6 @@ pub struct Manifest {
     pub exporter: serde_json::Value,
     #[serde(default)]
     pub goldens: Option<GoldenFiles>,
-    /// Set (never serialized) for a session built from a graph pruned to some hidden states:
-    /// it has no logits or present outputs and exposes only `hidden_states`.
-    #[serde(skip)]
-    pub extraction_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -63,8 +63,15 @@ pub struct RuntimeOptions {
     pub io_binding: IoBindingMode,
     /// Write ONNX Runtime's profile (per-node provider and time) with this path prefix.
     pub profile: Option<PathBuf>,
-    /// TensorRT optimization profiles for the dynamic dimensions (set from the manifest).
+    /// TensorRT optimization profiles for the dynamic dimensions (set from the manifest and
+    /// [`RuntimeOptions::trt_shape`] when the model loads).
     pub trt_profiles: Option<crate::runtime::trt_profile::TrtProfiles>,
+    /// Largest batch TensorRT engines accept: (rows, tokens per row, new plus cached). The
+    /// command sets it from its own limits (`--max-batch`, `--max-tokens`, `--batch-size`).
+    pub trt_shape: (usize, usize),
+    /// Let TensorRT compute in fp16. Always on for fp16 graphs; for fp32 graphs only when asked
+    /// (`--trt-fp16`, with a warning), since it changes the hidden states probes were trained on.
+    pub trt_fp16: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -81,6 +88,8 @@ impl Default for RuntimeOptions {
             io_binding: IoBindingMode::Auto,
             profile: None,
             trt_profiles: None,
+            trt_shape: (64, 2048),
+            trt_fp16: false,
         }
     }
 }
@@ -333,7 +342,7 @@ fn register_gpu(
             .unwrap_or_else(|| PathBuf::from(".trt-cache"));
         let trt = ep::TensorRT::default()
             .with_device_id(opts.device_id)
-            .with_fp16(true)
+            .with_fp16(opts.trt_fp16)
             .with_engine_cache(true)
             .with_engine_cache_path(cache.display())
             .with_timing_cache(true)

@@ -50,6 +50,11 @@ impl ActivationSet {
     /// Opens and checks the stores named by `paths` (see [`expand_store_paths`]).
     pub fn open(paths: &[PathBuf]) -> Result<Self> {
         let dirs = expand_store_paths(paths)?;
+        if dirs.is_empty() {
+            return Err(Error::Store(
+                "no activation store given: pass --activations DIR (made by `extract`)".into(),
+            ));
+        }
         let mut stores = dirs
             .iter()
             .map(|d| ActivationStore::open(d))

@@ -163,19 +163,27 @@ impl Model {
         };
         let loaded = load_session_from(source, &with_trt_profiles(runtime, &files))?;
         let mut manifest = files.manifest.clone();
-        manifest.extraction_only = true;
         manifest.hidden_states.retain(|h| layers.contains(&h.index));
-        let decoder = Decoder::new(loaded, manifest)?;
+        let decoder = Decoder::for_extraction(loaded, manifest)?;
         Ok(Self { files, decoder })
     }
 }
 
-/// TensorRT needs optimization profiles for the dynamic dimensions: up to 64 rows of 2048
-/// tokens, engines tuned for batch-1 decoding at 256 cached tokens.
+/// TensorRT needs optimization profiles for the dynamic dimensions: up to
+/// [`RuntimeOptions::trt_shape`] (the command's own batch limits), engines tuned for batch-1
+/// decoding at 256 cached tokens; fp16 engines for fp16 graphs, for fp32 ones only when asked.
 fn with_trt_profiles(runtime: &RuntimeOptions, files: &ModelFiles) -> RuntimeOptions {
     let mut runtime = runtime.clone();
     if runtime.device == Device::TensorRt {
-        runtime.trt_profiles = Some(profiles(&files.manifest, 64, 2048, 256));
+        let (rows, tokens) = runtime.trt_shape;
+        runtime.trt_profiles = Some(profiles(&files.manifest, rows.max(1), tokens.max(2), 256));
+        if runtime.trt_fp16 && !files.manifest.is_fp16() {
+            tracing::warn!(
+                "--trt-fp16 on an fp32 graph: TensorRT computes in fp16, so hidden states differ \
+                 (~1e-3 relative) from the fp32 ones the probe was trained on"
+            );
+        }
+        runtime.trt_fp16 |= files.manifest.is_fp16();
     }
     runtime
 }
@@ -190,4 +198,30 @@ fn graph_path(files: &ModelFiles) -> Result<PathBuf> {
         )));
     }
     Ok(graph)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensorrt_profiles_follow_the_commands_limits_and_fp16_follows_the_graph() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tiny-qwen3");
+        let files = ModelFiles::load(dir, true).unwrap();
+        let asked = RuntimeOptions {
+            device: Device::TensorRt,
+            trt_shape: (8, 300),
+            ..Default::default()
+        };
+        let rt = with_trt_profiles(&asked, &files);
+        let p = rt.trt_profiles.expect("profiles for TensorRT");
+        let ids = &files.manifest.inputs.input_ids;
+        assert!(p.max.contains(&format!("{ids}:8x300")), "{}", p.max);
+        assert!(!rt.trt_fp16, "fp32 graph, fp16 not asked");
+        let fp16 = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tiny-gemma3-fp16");
+        let files = ModelFiles::load(fp16, true).unwrap();
+        assert!(with_trt_profiles(&asked, &files).trt_fp16);
+        let cpu = with_trt_profiles(&RuntimeOptions::default(), &files);
+        assert!(cpu.trt_profiles.is_none());
+    }
 }

@@ -4,12 +4,9 @@
 use super::python::BaselineArgs;
 use super::{print_table, Row};
 use crate::cli::common::{ModelArgs, RuntimeArgs};
-use open_constitution::extract::{extract_into, prepare_rows, BatchSettings};
-use open_constitution::extract::{select_rows, store_meta, ExtractJob};
-use open_constitution::store::{Pooling, StoreWriter};
+use open_constitution::extract::{prepare_rows, run_extract, select_rows, ExtractJob};
 use open_constitution::text::model::Model;
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Arguments of `bench extract`.
 #[derive(Debug, clap::Args)]
@@ -51,52 +48,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("oc-bench-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let job = ExtractJob {
-        data: a.data.clone(),
-        out: dir.clone(),
         layers: a.layers.clone(),
-        pooling: Pooling::Last,
         batch_tokens,
-        max_batch: 64,
         max_examples: Some(a.n),
-        seed: 0,
         max_tokens: Some(a.max_tokens),
-        skip_invalid: false,
-        shard: None,
-        rows_per_shard: 512,
-        progress: false,
-        warmup_batches: 0,
+        ..ExtractJob::new(a.data.clone(), dir.clone(), a.runtime.device)
     };
     let layers = model.files.manifest.parse_layers(&job.layers)?;
-    let (rows, _) = select_rows(&job)?;
-    let t = Instant::now();
-    let prepared = prepare_rows(&model.files, &rows, job.max_tokens)?;
-    let tokenize_s = t.elapsed().as_secs_f64();
-    let tokens: usize = prepared.iter().map(|r| r.ids.len()).sum();
-    let meta = store_meta(&model.files, &job, &layers, rows.len())?;
-    let mut writer = StoreWriter::create_or_resume(&dir, meta)?;
-    let settings = BatchSettings {
-        layers: layers.clone(),
-        pooling: job.pooling,
-        batch_tokens,
-        max_batch: job.max_batch,
-    };
-    let pad = model.files.pad_id();
-    let t = Instant::now();
-    extract_into(
-        &mut model.decoder,
-        pad,
-        &prepared,
-        &settings,
-        &mut writer,
-        &mut |_, _| {},
-    )?;
-    writer.finish(0)?;
-    let ours_s = t.elapsed().as_secs_f64();
+    let summary = run_extract(&mut model, &job);
     let _ = std::fs::remove_dir_all(&dir);
+    let summary = summary?;
     eprintln!(
-        "tokenization of {} exchanges: {tokenize_s:.2} s (not in the timings below)",
-        prepared.len()
+        "tokenization of {} exchanges: {:.2} s (not in the timings below)",
+        summary.rows, summary.tokenize_seconds
     );
+    // The same rows and token ids, for the baselines (tokenizing again is cheap).
+    let (rows, _) = select_rows(&job)?;
+    let prepared = prepare_rows(&model.files, &rows, job.max_tokens)?;
+    let tokens: usize = prepared.iter().map(|r| r.ids.len()).sum();
+    let ours_s = summary.seconds;
     let mut table = vec![Row {
         method: "ours (ONNX Runtime, batched)".into(),
         items: prepared.len(),

@@ -245,7 +245,7 @@ fn decoder_errors_surface_from_push() {
     assert!(stream.push(99).is_err());
 }
 
-/// The production decoder: a byte-fallback BPE (as in Gemma's tokenizer) built in memory.
+/// tokenizers' `DecodeStream` behind a byte-fallback BPE (as in Gemma's tokenizer) built in memory.
 #[test]
 fn tokenizers_decode_stream_holds_back_incomplete_utf8() {
     use tokenizers::decoders::byte_fallback::ByteFallback;

@@ -123,6 +123,7 @@ impl Decoder {
         want: &Want,
         hidden_on_device: bool,
     ) -> Result<Outputs> {
+        self.check_want(want)?;
         if self.binding.is_none() {
             self.binding = Some(Bound::new(
                 &self.session,
