@@ -47,6 +47,7 @@ validate-deploy:
 lint:
     cargo fmt --all -- --check
     cargo clippy --release --locked --all-targets -- -D warnings
+    cargo check --release --locked --lib --no-default-features  # the library builds without clap and bars
 
 # Regenerate the tiny test models, manifests and goldens under models/ (seeded)
 tiny-models: setup-export

@@ -18,6 +18,7 @@ pub mod extract;
 pub mod fsutil;
 pub mod guard;
 pub mod probe;
+pub mod progress;
 pub mod runtime;
 pub mod store;
 pub mod text;

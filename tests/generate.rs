@@ -296,7 +296,7 @@ fn guard_replay_matches_generate_step_by_step() {
             &probe,
             config,
             (4096, 8),
-            &mut |_| {},
+            &open_constitution::progress::Silent,
         )
         .unwrap();
         let steps = &out[0].steps;

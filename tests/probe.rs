@@ -3,12 +3,12 @@
 
 mod probe_common;
 
-use indicatif::ProgressBar;
 use open_constitution::probe::split::SplitIndices;
 use open_constitution::probe::train::{load_layer, store_info};
 use open_constitution::probe::{
     evaluate, train_layer, ClassWeight, LayerInput, Probe, TrainOptions, TrainedProbe,
 };
+use open_constitution::progress::Silent;
 use open_constitution::runtime::manifest::Manifest;
 use open_constitution::store::set::ActivationSet;
 use probe_common::*;
@@ -32,7 +32,7 @@ fn train_store(
         layer,
         layer_index,
     };
-    train_layer(&input, opts, &ProgressBar::hidden())
+    train_layer(&input, opts, &Silent)
 }
 
 /// Two grid points keep debug test runs short: smartcore's generic fit is compiled in this
@@ -279,9 +279,9 @@ fn unusable_data_gives_clear_errors() {
     write_store_with(&d, &labelled, |rows, _| {
         for r in rows
             .iter_mut()
-            .filter(|r| r.split.as_deref() == Some("test"))
+            .filter(|r| r.split == Some(open_constitution::data::Split::Test))
         {
-            r.split = Some("train".into());
+            r.split = Some(open_constitution::data::Split::Train);
         }
     });
     let err = err_text(train_store(&d, 4, &TrainOptions::default()));
@@ -291,7 +291,7 @@ fn unusable_data_gives_clear_errors() {
     write_store_with(&d, &labelled, |rows, _| {
         for r in rows
             .iter_mut()
-            .filter(|r| r.split.as_deref() == Some("validation"))
+            .filter(|r| r.split == Some(open_constitution::data::Split::Validation))
         {
             r.label = 0;
         }

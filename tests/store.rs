@@ -36,7 +36,7 @@ fn row(i: usize) -> RowMeta {
     RowMeta {
         id: format!("r{i}"),
         label: (i % 2) as u8,
-        split: Some("train".into()),
+        split: Some(open_constitution::data::Split::Train),
         topic: None,
         source: None,
         tokens: 10 + i,

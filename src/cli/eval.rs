@@ -103,8 +103,10 @@ fn extract_for_probe(
 ) -> anyhow::Result<PathBuf> {
     let mut model = load_probe_model(args, probe)?;
     let store = out.join("activations");
-    let job = data_job(args, probe, data, &store, !quiet);
-    let s = run_extract(&mut model, &job)?;
+    let (bar, log) = super::progress::extraction(!quiet);
+    let job = data_job(args, probe, data, &store, log);
+    let s = run_extract(&mut model, &job, &bar)?;
+    bar.finish();
     eprintln!(
         "extracted {} rows of {} ({} resumed) into {} in {:.1} s",
         s.rows,

@@ -21,7 +21,7 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     let (mut rows, _) = select_rows(&job)?;
     if let Some(split) = args.split {
         // By the rows' own split labels (prepare-data writes them).
-        rows.retain(|r| r.split.as_deref() == Some(split.as_str()));
+        rows.retain(|r| r.split == Some(split));
         anyhow::ensure!(
             !rows.is_empty(),
             "no rows of {} have split `{}`",
@@ -32,7 +32,7 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     let prepared = prepare_rows(&model.files, &rows, job.max_tokens)?;
     let c = probe.config();
     let config = args.guard.apply(c.guard_config());
-    let bar = super::train::progress_bar(prepared.len() as u64, "rows");
+    let bar = super::progress::bar(prepared.len() as u64, "rows");
     let start = Instant::now();
     let pad = model.files.pad_id();
     let outcomes = replay(
@@ -42,9 +42,9 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
         probe,
         config,
         (job.batch_tokens, job.max_batch),
-        &mut |done| bar.set_position(done as u64),
+        &bar,
     )?;
-    bar.finish_and_clear();
+    bar.finish();
     let (unsafe_rows, safe_rows) = (summarize(&outcomes, 1), summarize(&outcomes, 0));
     println!(
         "guard replay of {} rows of {} in {:.1} s (threshold {:.3}, pause {:.3}, every {} tokens, {:?})",

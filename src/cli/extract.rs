@@ -74,6 +74,7 @@ pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
         &a.runtime.options_for(a.max_batch, a.max_tokens),
         &a.layers,
     )?;
+    let (bar, log) = super::progress::extraction(!quiet);
     let job = ExtractJob {
         layers: a.layers,
         pooling: a.pooling,
@@ -85,11 +86,12 @@ pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
         skip_invalid: a.skip_invalid,
         shard: a.shard,
         rows_per_shard: a.rows_per_shard,
-        progress: !quiet,
+        progress: log,
         warmup_batches: a.warmup_batches,
         ..ExtractJob::new(a.data, a.out.clone(), a.runtime.device)
     };
-    let s = run_extract(&mut model, &job)?;
+    let s = run_extract(&mut model, &job, &bar)?;
+    bar.finish();
     if s.read.skipped > 0 {
         eprintln!(
             "skipped {} invalid data lines (--skip-invalid)",

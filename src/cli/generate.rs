@@ -28,8 +28,9 @@ pub struct Args {
     /// The user's prompt (formatted with the model's chat template and its generation prompt).
     #[arg(long, required_unless_present = "prompts_file")]
     pub prompt: Option<String>,
-    /// Many prompts: a `.jsonl` file of `{"prompt": ...}` objects (an `id` is copied through) or
-    /// a text file with one prompt per line. Writes one JSON result per line.
+    /// Many prompts: a `.jsonl` file of `{"prompt": ...}` objects, a `.csv` with a `prompt` column
+    /// (XSTest's prompt list works as it is), or a text file with one prompt per line; an `id`
+    /// field is copied through. Writes one JSON result per line.
     #[arg(long, conflicts_with = "prompt")]
     pub prompts_file: Option<PathBuf>,
     /// Where --prompts-file results go (default: stdout).
@@ -216,36 +217,6 @@ fn status_line(r: &GenerationResult) -> String {
     )
 }
 
-/// Reads prompts: JSONL objects with `prompt` (and optional `id`), or one prompt per line.
-fn read_prompts(file: &Path) -> anyhow::Result<Vec<(Option<serde_json::Value>, String)>> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let jsonl = file.extension().is_some_and(|e| e == "jsonl");
-    let mut out = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        if jsonl {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: not a JSON object", file.display(), i + 1))?;
-            let p = v.get("prompt").and_then(|p| p.as_str()).with_context(|| {
-                format!(
-                    "{}:{}: field `prompt`: missing or not a string",
-                    file.display(),
-                    i + 1
-                )
-            })?;
-            out.push((v.get("id").cloned(), p.to_string()));
-        } else {
-            out.push((None, line.to_string()));
-        }
-    }
-    anyhow::ensure!(!out.is_empty(), "{} holds no prompts", file.display());
-    Ok(out)
-}
-
 fn run_file(
     model: &mut Model,
     file: &Path,
@@ -254,7 +225,7 @@ fn run_file(
     setup: Option<&GuardSetup<'_>>,
     opts: &GenerateOptions,
 ) -> anyhow::Result<()> {
-    let prompts = read_prompts(file)?;
+    let prompts = open_constitution::data::read_prompts(file)?;
     let mut w: Box<dyn Write> = match out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -262,17 +233,17 @@ fn run_file(
         None => Box::new(std::io::stdout().lock()),
     };
     for chunk in prompts.chunks(batch.max(1)) {
-        let texts: Vec<String> = chunk.iter().map(|(_, p)| p.clone()).collect();
+        let texts: Vec<String> = chunk.iter().map(|p| p.prompt.clone()).collect();
         let sinks: Vec<Sink<'_>> = texts
             .iter()
             .map(|_| Box::new(|_: &str| {}) as Sink<'_>)
             .collect();
-        for ((id, _), r) in chunk
+        for (p, r) in chunk
             .iter()
             .zip(generate_batch(model, &texts, setup, opts, sinks)?)
         {
             let mut v = serde_json::to_value(&r)?;
-            if let Some(id) = id {
+            if let Some(id) = p.fields.get("id") {
                 v["id"] = id.clone();
             }
             writeln!(w, "{}", serde_json::to_string(&v)?)?;

@@ -8,6 +8,7 @@ mod extract;
 mod generate;
 mod merge;
 mod prepare;
+mod progress;
 mod render;
 mod sweep;
 mod train;

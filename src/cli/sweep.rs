@@ -1,6 +1,6 @@
 //! `sweep`: one probe per stored layer from a single extraction, compared in a table and a plot.
 
-use super::train::{progress_bar, TrainFlags};
+use super::train::TrainFlags;
 use anyhow::Context;
 use open_constitution::probe::sweep;
 use open_constitution::runtime::manifest::parse_layer_spec;
@@ -43,10 +43,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let bar = progress_bar((layers.len() * opts.alphas.len()) as u64, "fits");
+    let bar = super::progress::bar((layers.len() * opts.alphas.len()) as u64, "fits");
     let keep = args.keep_probes.then_some(args.out.as_path());
     let report = sweep(&set, &args.activations, &layers, &opts, keep, &bar)?;
-    bar.finish_and_clear();
+    bar.finish();
     report.write(&args.out)?;
     print!("{}", report.table());
     println!(

@@ -1,7 +1,6 @@
 //! `train`: fit, select and calibrate a probe on one stored layer, and write its directory.
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use open_constitution::probe::config::ClassWeight;
 use open_constitution::probe::split::SplitIndices;
 use open_constitution::probe::train::{load_layer, store_info, train_layer, LayerInput};
@@ -80,26 +79,6 @@ pub struct Args {
     pub train: TrainFlags,
 }
 
-/// A progress bar over `len` steps, hidden with --quiet (and when stderr is not a terminal).
-pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
-    if !tracing::enabled!(tracing::Level::INFO) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {what} ({elapsed})")
-            .expect("valid template")
-            .with_key("what", {
-                let w = what.to_string();
-                move |_: &indicatif::ProgressState, f: &mut dyn std::fmt::Write| {
-                    let _ = f.write_str(&w);
-                }
-            })
-            .progress_chars("=> "),
-    );
-    bar
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = args.train.options();
     opts.validate()?;
@@ -125,10 +104,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         layer,
         layer_index,
     };
-    let bar = progress_bar(opts.alphas.len() as u64, "alphas");
-    bar.set_message(format!("layer {layer_index}"));
+    let bar = super::progress::bar(opts.alphas.len() as u64, "alphas");
+    bar.0.set_message(format!("layer {layer_index}"));
     let trained = train_layer(&input, &opts, &bar)?;
-    bar.finish_and_clear();
+    bar.finish();
     trained
         .write(&args.out)
         .with_context(|| format!("writing the probe to {}", args.out.display()))?;

@@ -5,6 +5,7 @@ pub mod adapters;
 pub mod hygiene;
 pub mod io;
 pub mod prepare;
+pub mod prompts;
 pub mod reader;
 pub mod refusal;
 pub mod schema;
@@ -13,6 +14,7 @@ pub mod summary;
 
 pub use adapters::{SourceKind, SourceSpec};
 pub use prepare::{prepare, PrepareOptions, Prepared};
+pub use prompts::{read_prompts, PromptLine};
 pub use reader::{parse_examples, read_examples, ReadOptions, ReadReport};
 pub use schema::{Example, PromptIntent, Record, ResponseBehavior, Split, PREPARE_VERSION};
 pub use split::{assign_split, normalize_prompt, prompt_hash, SplitFractions};

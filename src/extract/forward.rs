@@ -20,7 +20,7 @@ pub struct ExchangeRow {
     pub prompt: String,
     pub response: String,
     pub label: u8,
-    pub split: Option<String>,
+    pub split: Option<crate::data::Split>,
     pub topic: Option<String>,
     pub source: Option<String>,
     /// Hash of the normalized prompt (groups a prompt's rows in prompt-hash splits).
@@ -64,7 +64,7 @@ pub fn prepare_rows(
                 meta: RowMeta {
                     id: r.id.clone(),
                     label: r.label,
-                    split: r.split.clone(),
+                    split: r.split,
                     topic: r.topic.clone(),
                     source: r.source.clone(),
                     tokens: enc.ids.len(),

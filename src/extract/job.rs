@@ -1,10 +1,13 @@
 //! One extraction run end to end: read and validate the data, sample and shard rows, tokenize,
-//! and extract into a resumable activation store, with a progress bar.
+//! and extract into a resumable activation store, reporting progress to the caller.
 
 use crate::data::{prompt_hash, read_examples, ReadOptions, ReadReport};
 use crate::error::Result;
 use crate::extract::select::{balanced_sample, shard_of, ShardArg};
-use crate::extract::{extract_into, prepare_rows, warm_up, BatchSettings, ExchangeRow};
+use crate::extract::{
+    extract_into, prepare_rows, warm_up, BatchSettings, ExchangeRow, PreparedRow,
+};
+use crate::progress::Progress;
 use crate::runtime::Device;
 use crate::store::{Pooling, ShardSpec, StoreMeta, StoreWriter, STORE_FORMAT, STORE_VERSION};
 use crate::text::model::{Model, ModelFiles};
@@ -27,6 +30,7 @@ pub struct ExtractJob {
     pub skip_invalid: bool,
     pub shard: Option<ShardArg>,
     pub rows_per_shard: usize,
+    /// Log a progress line (rows/s, tok/s, ETA) every 30 s: for runs without a terminal.
     pub progress: bool,
     /// Untimed batches run before the timed extraction (see [`warm_up`]).
     pub warmup_batches: usize,
@@ -120,7 +124,7 @@ pub fn select_rows(job: &ExtractJob) -> Result<(Vec<ExchangeRow>, ReadReport)> {
             prompt: e.prompt.clone(),
             response: e.response.clone(),
             label: e.label,
-            split: e.split.map(|s| s.as_str().to_string()),
+            split: e.split,
             topic: e.topic.clone(),
             source: e.source.clone(),
             prompt_hash: format!("{:016x}", prompt_hash(&e.prompt)),
@@ -172,7 +176,12 @@ pub fn store_meta(
 }
 
 /// Reads the data, selects rows, and extracts them into `job.out` (resuming if possible).
-pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary> {
+/// `progress` gets the rows done (of [`ExtractSummary::rows`] + resumed ones) as they are stored.
+pub fn run_extract(
+    model: &mut Model,
+    job: &ExtractJob,
+    progress: &dyn Progress,
+) -> Result<ExtractSummary> {
     let layers = model.files.manifest.parse_layers(&job.layers)?;
     let (rows, read) = select_rows(job)?;
     let meta = store_meta(&model.files, job, &layers, rows.len())?;
@@ -198,7 +207,7 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
             job.warmup_batches,
         )?;
     }
-    let mut progress = Progress::new(&prepared, resumed_rows, job.progress);
+    let mut progress = Tracker::new(&prepared, resumed_rows, job.progress, progress);
     extract_into(
         &mut model.decoder,
         pad,
@@ -207,7 +216,6 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
         &mut writer,
         &mut |rows, tokens| progress.update(rows, tokens),
     )?;
-    progress.bar.finish_and_clear();
     let (start, last) = (progress.start, progress.last);
     let meta = writer.finish(truncated)?;
     Ok(ExtractSummary {
@@ -221,10 +229,11 @@ pub fn run_extract(model: &mut Model, job: &ExtractJob) -> Result<ExtractSummary
     })
 }
 
-/// Extraction progress: a bar on a terminal; elsewhere (a log file, a cluster job) an INFO
-/// line every 30 s, so a long run is never silent.
-struct Progress {
-    bar: indicatif::ProgressBar,
+/// Extraction progress: rows and tokens go to the caller's [`Progress`] (a bar in the binary);
+/// with `log`, an INFO line every 30 s too, so a run without a terminal (a log file, a cluster
+/// job) is never silent.
+struct Tracker<'p> {
+    sink: &'p dyn Progress,
     log_every: Option<std::time::Duration>,
     total: usize,
     total_tokens: usize,
@@ -237,31 +246,15 @@ struct Progress {
     last: (usize, usize),
 }
 
-impl Progress {
-    fn new(rows: &[crate::extract::PreparedRow], resumed: usize, visible: bool) -> Progress {
-        let total = rows.len();
-        let total_tokens = rows.iter().map(|r| r.ids.len()).sum();
-        use std::io::IsTerminal;
-        let terminal = visible && std::io::stderr().is_terminal();
-        let bar = if terminal {
-            let bar = indicatif::ProgressBar::new(total as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "extract {bar:30} {pos}/{len} rows  {per_sec} {msg}  eta {eta}",
-                )
-                .expect("valid template"),
-            );
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        let log_every = (visible && !terminal).then(|| std::time::Duration::from_secs(30));
+impl<'p> Tracker<'p> {
+    fn new(rows: &[PreparedRow], resumed: usize, log: bool, sink: &'p dyn Progress) -> Self {
         let now = Instant::now();
-        Progress {
-            bar,
-            log_every,
-            total,
-            total_tokens,
+        sink.start(rows.len() as u64);
+        Tracker {
+            sink,
+            log_every: log.then(|| std::time::Duration::from_secs(30)),
+            total: rows.len(),
+            total_tokens: rows.iter().map(|r| r.ids.len()).sum(),
             resumed,
             start: now,
             last_log: now,
@@ -274,8 +267,8 @@ impl Progress {
         let base = *self.first_tokens.get_or_insert(tokens);
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         let tok_s = (tokens - base) as f64 / secs;
-        self.bar.set_position(rows as u64);
-        self.bar.set_message(format!("{tok_s:.0} tok/s"));
+        self.sink.set_position(rows as u64);
+        self.sink.message(&format!("{tok_s:.0} tok/s"));
         self.last = (rows, tokens - base);
         let Some(every) = self.log_every else { return };
         if self.last_log.elapsed() >= every || rows == self.total {

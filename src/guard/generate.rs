@@ -20,7 +20,8 @@ use std::time::Instant;
 pub type Sink<'s> = Box<dyn FnMut(&str) + 's>;
 
 /// What happens when the guard pauses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum OnPause {
     /// Stop and return the paused state with the partial (judged) response.

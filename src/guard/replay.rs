@@ -9,6 +9,7 @@ use crate::extract::plan_batches;
 use crate::extract::PreparedRow;
 use crate::guard::RiskScorer;
 use crate::guard::{Decision, Guard, GuardConfig, GuardStatus, ProbeStep, Smoothing};
+use crate::progress::Progress;
 use crate::runtime::decoder::{float_view, Decoder, FloatData, Want};
 use crate::runtime::inputs::right_padded;
 use serde::Serialize;
@@ -43,7 +44,7 @@ pub fn replay(
     scorer: &dyn RiskScorer,
     config: GuardConfig,
     (batch_tokens, max_batch): (usize, usize),
-    progress: &mut dyn FnMut(usize),
+    progress: &dyn Progress,
 ) -> Result<Vec<ReplayOutcome>> {
     config.validate()?;
     let layer = scorer.layer();
@@ -81,7 +82,7 @@ pub fn replay(
             out[i] = Some(judge_row(&rows[i], config, |t| scorer.score(&state(t)))?);
         }
         done += batch.len();
-        progress(done);
+        progress.set_position(done as u64);
     }
     Ok(out
         .into_iter()

@@ -16,7 +16,8 @@ pub const PROBE_FORMAT: &str = "open-constitution/probe";
 pub const PROBE_VERSION: u32 = 1;
 
 /// How the classes are weighted in the fit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ClassWeight {
     /// Every row weighs the same.

@@ -2,7 +2,7 @@
 //! matrix, smartcore's L2-regularized logistic regression, and the regularization grid.
 
 use crate::error::{Error, Result};
-use indicatif::ProgressBar;
+use crate::progress::Progress;
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -160,7 +160,7 @@ pub fn fit_grid<T, V>(
     y: &Vec<u32>,
     alphas: &[(f64, f64)],
     validate: V,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<Vec<Candidate>>
 where
     T: FloatNumber + RealNumber + Send + Sync,
@@ -176,7 +176,7 @@ where
             tracing::info!(
                 "alpha {alpha:<8} validation ROC-AUC {auc:.4} PR-AUC {ap:.4} ({fit_seconds:.1} s)"
             );
-            progress.inc(1);
+            progress.advance(1);
             Ok(Candidate {
                 point: GridPoint {
                     alpha,

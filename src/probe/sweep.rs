@@ -6,8 +6,8 @@ use super::plot::{write_svg, Chart, Series};
 use super::split::{SplitIndices, SplitSource};
 use super::train::{load_layer, store_info, train_layer, LayerInput, TrainOptions, TrainedProbe};
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 use crate::store::set::ActivationSet;
-use indicatif::ProgressBar;
 use plotters::prelude::SeriesLabelPosition;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -49,7 +49,7 @@ pub fn sweep(
     layers: &[usize],
     opts: &TrainOptions,
     keep: Option<&Path>,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<SweepReport> {
     opts.validate()?;
     let meta = set.meta();
@@ -60,7 +60,7 @@ pub fn sweep(
     splits.require_both_classes(set.rows())?;
     let mut out = Vec::with_capacity(layers.len());
     for &layer in layers {
-        progress.set_message(format!("layer {layer}"));
+        progress.message(&format!("layer {layer}"));
         // One layer in memory at a time: a 20k x 2048 layer is 160 MB.
         let (index, x) = load_layer(set, layer as i64)?;
         let input = LayerInput {

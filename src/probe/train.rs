@@ -13,9 +13,9 @@ use super::metrics::{average_precision, roc_auc, Metrics};
 use super::scorer::Scorer;
 use super::split::{oversample_minority, ClassBalance, SplitIndices};
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 use crate::store::set::ActivationSet;
 use crate::store::{RowMeta, StoreMeta};
-use indicatif::ProgressBar;
 use ndarray::{Array2, ArrayView2};
 use std::path::Path;
 use std::time::Instant;
@@ -157,7 +157,7 @@ fn gather<T: Copy>(v: &[T], idx: &[usize]) -> Vec<T> {
 pub fn train_layer(
     input: &LayerInput<'_>,
     opts: &TrainOptions,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<TrainedProbe> {
     let start = Instant::now();
     opts.validate()?;
@@ -195,7 +195,7 @@ fn check_input(input: &LayerInput<'_>) -> Result<()> {
 fn fit_and_select(
     input: &LayerInput<'_>,
     opts: &TrainOptions,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<(Fitted, Vec<FitTime>)> {
     let (x, rows, splits) = (input.x, input.rows, input.splits);
     let labels: Vec<u8> = rows.iter().map(|r| r.label).collect();

@@ -8,19 +8,21 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Where computation runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Device {
     Cpu,
     Cuda,
-    #[value(name = "tensorrt")]
+    #[cfg_attr(feature = "cli", value(name = "tensorrt"))]
     #[serde(rename = "tensorrt")]
     TensorRt,
 }
 
 /// Whether the graph's outputs stay in device memory where they can (ONNX Runtime IoBinding):
 /// the KV cache between decode steps, and hidden states until they are pooled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum IoBindingMode {
     /// On for CUDA and TensorRT, off for CPU (where host and device memory are the same).

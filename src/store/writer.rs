@@ -5,6 +5,7 @@
 //! Every file is written atomically; a shard's tensors file is written last and is its commit
 //! point, so a killed run resumes after the last complete shard and loses nothing.
 
+use crate::data::Split;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{write_atomic, write_bytes_atomic};
 use crate::store::tensors::{write_f32, F32Tensor};
@@ -18,7 +19,8 @@ pub const STORE_FORMAT: &str = "open-constitution/activation-store";
 pub const STORE_VERSION: u32 = 1;
 
 /// How a row's hidden states are reduced to one vector per layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// The last real token of the exchange.
@@ -104,8 +106,9 @@ impl StoreMeta {
 pub struct RowMeta {
     pub id: String,
     pub label: u8,
+    /// The row's split as prepare-data assigned it (`train`, `validation`, `test` on disk).
     #[serde(default)]
-    pub split: Option<String>,
+    pub split: Option<Split>,
     #[serde(default)]
     pub topic: Option<String>,
     #[serde(default)]

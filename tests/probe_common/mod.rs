@@ -93,12 +93,12 @@ pub fn generate(s: &Synth) -> (Vec<RowMeta>, Vec<Array2<f32>>) {
         let label = u8::from(u < s.positive_rate);
         let id = format!("{}{i}", s.id_prefix);
         let split = s.split_labels.then(|| {
+            use open_constitution::data::Split;
             match i % 10 {
-                8 => "validation",
-                9 => "test",
-                _ => "train",
+                8 => Split::Validation,
+                9 => Split::Test,
+                _ => Split::Train,
             }
-            .to_string()
         });
         rows.push(RowMeta {
             prompt_hash: sha256_bytes(id.as_bytes()),

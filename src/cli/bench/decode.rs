@@ -123,19 +123,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         !a.model.no_chat_template,
         &a.runtime.options(),
     )?;
-    let text = std::fs::read_to_string(&a.prompts_file)
-        .with_context(|| format!("reading {}", a.prompts_file.display()))?;
-    let mut prompts: Vec<String> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
+    let mut prompts: Vec<String> = open_constitution::data::read_prompts(&a.prompts_file)?
+        .into_iter()
+        .map(|p| p.prompt)
         .collect();
     prompts.truncate(a.max_prompts.unwrap_or(usize::MAX));
-    anyhow::ensure!(
-        !prompts.is_empty(),
-        "{} has no prompts",
-        a.prompts_file.display()
-    );
     let m = &model.files.manifest;
     let layer = match &a.probe_layer {
         Some(spec) => *m

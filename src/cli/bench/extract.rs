@@ -55,7 +55,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ..ExtractJob::new(a.data.clone(), dir.clone(), a.runtime.device)
     };
     let layers = model.files.manifest.parse_layers(&job.layers)?;
-    let summary = run_extract(&mut model, &job);
+    let summary = run_extract(&mut model, &job, &open_constitution::progress::Silent);
     let _ = std::fs::remove_dir_all(&dir);
     let summary = summary?;
     eprintln!(
