@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use open_constitution::store::ActivationStore;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const DATA: &str = "data/examples/examples.jsonl";
@@ -23,25 +23,6 @@ fn extract(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> Command {
         .arg(out)
         .args(extra);
     c
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn fail(o: Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "stdout: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8(o.stderr).unwrap()
 }
 
 #[test]

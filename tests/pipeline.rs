@@ -17,15 +17,6 @@ fn oc(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }

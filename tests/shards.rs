@@ -9,7 +9,7 @@ use open_constitution::store::set::ActivationSet;
 use open_constitution::store::ActivationStore;
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn cmd(args: &[&str]) -> Command {
@@ -38,15 +38,6 @@ fn extract(model: &str, out: &Path, extra: &[&str]) -> Command {
     ]);
     c.arg("--out").arg(out).args(extra);
     c
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
 }
 
 #[test]

@@ -237,11 +237,6 @@ impl CsvInput {
             .ok_or_else(|| Error::data(&self.file, 1, name, "missing column in the CSV header"))
     }
 
-    /// The index of an optional column.
-    pub fn opt_column(&self, name: &str) -> Option<usize> {
-        self.columns.get(name).copied()
-    }
-
     /// Reads every record with its line number, stopping at the first unreadable one (a CSV
     /// syntax error leaves the rest of the file ambiguous). Bytes are checked per field later, so
     /// one bad field can be reported, or skipped, on its own.
@@ -262,11 +257,6 @@ impl CsvInput {
                 Err(e) => return Err(csv_error(&self.file, line, e)),
             }
         }
-    }
-
-    /// The file this CSV was read from.
-    pub fn file(&self) -> &Path {
-        &self.file
     }
 }
 

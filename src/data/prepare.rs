@@ -9,7 +9,7 @@
 //!   labelled 1, else `unknown`.
 //! * `response_behavior`: explicit (XSTest final label, JSONL field); else `unsafe_compliance` for
 //!   label 1, `refusal` for a label-0 response to a prompt not known to be benign that opens with a
-//!   refusal phrase ([`crate::data::refusal`]), `safe_answer` otherwise.
+//!   refusal phrase (`data::refusal`), `safe_answer` otherwise.
 //! * `id`: explicit (JSONL) or `<kind>-<content_hash>` (`<source>-<hash>` for JSONL).
 //! * `split`: the source's own, else [`assign_split`] of the prompt; XSTest is always `test`; a
 //!   prompt whose records disagree moves wholly to the most held-out split among them.

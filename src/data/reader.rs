@@ -33,7 +33,7 @@ pub struct ReadReport {
     pub skipped: usize,
     /// Examples whose `id` was derived from their content because the line had none.
     pub derived_ids: usize,
-    /// The first [`MAX_REPORTED_ERRORS`] skip reasons, as `file:line: field ...` messages.
+    /// The first `MAX_REPORTED_ERRORS` (5) skip reasons, as `file:line: field ...` messages.
     pub first_errors: Vec<String>,
 }
 

@@ -3,6 +3,7 @@
 //! states (last real token, or mean over response tokens) for every requested layer in one pass.
 //! Results go to an activation store shard by shard, so an interrupted run resumes.
 
+use crate::data::{prompt_hash, Example};
 use crate::error::{Error, Result};
 use crate::extract::plan_batches;
 use crate::runtime::decoder::{float_view, Decoder, FloatData, Want};
@@ -13,20 +14,6 @@ use ndarray::{Array2, Array3};
 use rayon::prelude::*;
 use std::ops::Range;
 
-/// One exchange to extract.
-#[derive(Debug, Clone)]
-pub struct ExchangeRow {
-    pub id: String,
-    pub prompt: String,
-    pub response: String,
-    pub label: u8,
-    pub split: Option<crate::data::Split>,
-    pub topic: Option<String>,
-    pub source: Option<String>,
-    /// Hash of the normalized prompt (groups a prompt's rows in prompt-hash splits).
-    pub prompt_hash: String,
-}
-
 /// A tokenized row, ready to batch.
 #[derive(Debug, Clone)]
 pub struct PreparedRow {
@@ -36,11 +23,11 @@ pub struct PreparedRow {
     pub meta: RowMeta,
 }
 
-/// Renders and tokenizes rows in parallel; truncates to `max_tokens` (from the left of the
-/// prompt) and reports how many rows were truncated.
+/// Renders and tokenizes exchanges (as the data reader gives them) in parallel; truncates to
+/// `max_tokens` (from the left of the prompt). Each becomes its stored [`RowMeta`] here.
 pub fn prepare_rows(
     files: &ModelFiles,
-    rows: &[ExchangeRow],
+    rows: &[Example],
     max_tokens: Option<usize>,
 ) -> Result<Vec<PreparedRow>> {
     rows.par_iter()
@@ -68,7 +55,7 @@ pub fn prepare_rows(
                     topic: r.topic.clone(),
                     source: r.source.clone(),
                     tokens: enc.ids.len(),
-                    prompt_hash: r.prompt_hash.clone(),
+                    prompt_hash: format!("{:016x}", prompt_hash(&r.prompt)),
                     truncated: enc.truncated_tokens > 0,
                 },
                 ids: enc.ids,

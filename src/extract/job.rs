@@ -1,12 +1,10 @@
 //! One extraction run end to end: read and validate the data, sample and shard rows, tokenize,
 //! and extract into a resumable activation store, reporting progress to the caller.
 
-use crate::data::{prompt_hash, read_examples, ReadOptions, ReadReport};
+use crate::data::{read_examples, Example, ReadOptions, ReadReport};
 use crate::error::Result;
 use crate::extract::select::{balanced_sample, shard_of, ShardArg};
-use crate::extract::{
-    extract_into, prepare_rows, warm_up, BatchSettings, ExchangeRow, PreparedRow,
-};
+use crate::extract::{extract_into, prepare_rows, warm_up, BatchSettings, PreparedRow};
 use crate::progress::Progress;
 use crate::runtime::Device;
 use crate::store::{Pooling, ShardSpec, StoreMeta, StoreWriter, STORE_FORMAT, STORE_VERSION};
@@ -95,7 +93,7 @@ pub struct ExtractSummary {
 }
 
 /// The job's rows: read and validated, sampled (`max_examples`) and filtered to its shard.
-pub fn select_rows(job: &ExtractJob) -> Result<(Vec<ExchangeRow>, ReadReport)> {
+pub fn select_rows(job: &ExtractJob) -> Result<(Vec<Example>, ReadReport)> {
     if !job.data.is_file() {
         return Err(crate::Error::Argument(format!(
             "data file {} not found: make it with `just prepare-data` (or pass --data FILE)",
@@ -119,16 +117,7 @@ pub fn select_rows(job: &ExtractJob) -> Result<(Vec<ExchangeRow>, ReadReport)> {
             job.shard
                 .is_none_or(|s| shard_of(&e.id, s.count) == s.index)
         })
-        .map(|e| ExchangeRow {
-            id: e.id.clone(),
-            prompt: e.prompt.clone(),
-            response: e.response.clone(),
-            label: e.label,
-            split: e.split,
-            topic: e.topic.clone(),
-            source: e.source.clone(),
-            prompt_hash: format!("{:016x}", prompt_hash(&e.prompt)),
-        })
+        .cloned()
         .collect();
     Ok((rows, read))
 }

@@ -21,7 +21,7 @@ pub struct GuardConfig {
     pub threshold: f32,
     /// Smoothed risk at or above which generation pauses (>= `threshold`).
     pub pause_threshold: f32,
-    /// Probe after tokens N, 2N, ... (and the last token, see [`Guard::needs_final_probe`]).
+    /// Probe after tokens N, 2N, ... (and the last token, see [`crate::guard::Guard::is_due`]).
     pub probe_every_n_tokens: usize,
     /// Smoothing of the raw risks.
     pub smoothing: Smoothing,

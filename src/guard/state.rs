@@ -139,9 +139,4 @@ impl Guard {
     pub fn steps(&self) -> &[ProbeStep] {
         &self.steps
     }
-
-    /// Number of generated tokens judged so far.
-    pub fn tokens_judged(&self) -> usize {
-        self.judged
-    }
 }

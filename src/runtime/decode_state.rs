@@ -74,11 +74,6 @@ impl StepOutput {
             ))),
         }
     }
-
-    /// How many hidden states came back.
-    pub fn hidden_count(&self) -> usize {
-        self.outputs.hidden.len()
-    }
 }
 
 /// Row-major `[batch, seq, width]` data cut to the last position of each row.

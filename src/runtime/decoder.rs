@@ -61,7 +61,7 @@ impl Decoder {
     }
 
     /// Wraps a session of a graph pruned to the hidden states `manifest` lists (see
-    /// [`crate::runtime::prune`]): it has no logits or `present.*` outputs, and a call that asks
+    /// the graph pruning of extraction): it has no logits or `present.*` outputs, and a call that asks
     /// for them is an error.
     pub fn for_extraction(loaded: LoadedSession, manifest: Manifest) -> Result<Self> {
         Self::build(loaded, manifest, true)

@@ -262,7 +262,7 @@ fn build(
     Ok((session, provider))
 }
 
-/// Builds a session for a graph made in code (e.g. [`crate::runtime::pool`]'s) with `opts`, normally a
+/// Builds a session for a graph made in code (e.g. the device pooling graph) with `opts`, normally a
 /// [`LoadedSession::resolved`], so it runs on the same provider as the decoder.
 pub fn session_from_model(model: ort::editor::Model, opts: &RuntimeOptions) -> Result<Session> {
     let (lib, env) = environment(opts)?;

@@ -1,10 +1,13 @@
-//! From text to token ids: finding and loading an exported model's files ([`model`]), its chat
-//! template ([`template`]), rendering prompts and exchanges with the spans of their parts
-//! ([`prompt`]) and tokenizing them with control-token text neutralized ([`tokenize`]).
+//! From text to token ids: finding and loading an exported model's files ([`ModelFiles`], and
+//! [`Model`] with its decoder), its [`ChatTemplate`], rendering prompts and exchanges with the
+//! spans of their parts ([`prompt`]) and tokenizing them with control-token text neutralized
+//! ([`TextEncoder`]).
 
 pub mod model;
 pub mod prompt;
-pub mod template;
-pub mod tokenize;
+pub(crate) mod template;
+pub(crate) mod tokenize;
 
 pub use model::{Model, ModelFiles};
+pub use template::ChatTemplate;
+pub use tokenize::{Encoded, TextEncoder};

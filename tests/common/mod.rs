@@ -8,6 +8,7 @@ use open_constitution::store::RowMeta;
 use open_constitution::text::model::Model;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::process::Output;
 
 /// The committed tiny models (made by `just tiny-models`).
 pub const TINY_MODELS: [&str; 3] = ["tiny-gemma4", "tiny-gemma3", "tiny-qwen3"];
@@ -126,4 +127,25 @@ pub fn prepared_row(ids: Vec<u32>, response: std::ops::Range<usize>) -> Prepared
         ids,
         response,
     }
+}
+
+/// The stdout of a command that must succeed (its stderr in the failure message).
+pub fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The stderr of a command that must fail with the binary's error exit code, 2.
+pub fn fail(o: Output) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stdout: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8(o.stderr).unwrap()
 }

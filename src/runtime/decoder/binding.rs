@@ -72,7 +72,7 @@ impl Decoder {
     }
 
     /// The hidden states `layers` of a prefill from an empty cache, left in device memory (for
-    /// [`crate::runtime::pool::DevicePool`]); no logits, no cache.
+    /// the device pooling graph); no logits, no cache.
     pub fn hidden_on_device(
         &mut self,
         inputs: BatchInputs,
@@ -88,7 +88,7 @@ impl Decoder {
         Ok(self.run_bound_to(inputs, past, &want, true)?.hidden)
     }
 
-    /// Runs `inputs` and pools the hidden states `layers` on the device (see [`crate::runtime::pool`]):
+    /// Runs `inputs` and pools the hidden states `layers` on the device (the pooling graph):
     /// `select` `[rows, seq, 1]` marks the positions of each row, `scale` `[rows, 1]` is 1 / their
     /// count. Returns one `[rows, hidden]` matrix per layer; only these cross to the host.
     pub fn pooled_on_device(
