@@ -116,6 +116,46 @@ fn extract_train_eval_generate() {
         "{cal}"
     );
 
+    // The same guard overrides as generate: an EMA guard probing every 2 tokens is measured.
+    ok(oc(&[
+        "eval",
+        "--probe",
+        s(&probe),
+        "--model",
+        s(&model),
+        "--data",
+        "data/examples/examples.jsonl",
+        "--max-examples",
+        "10",
+        "--stream",
+        "--ema-alpha",
+        "0.5",
+        "--probe-every-n-tokens",
+        "2",
+        "--out",
+        s(&t.join("ev4")),
+    ]));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.join("ev4/stream.json")).unwrap()).unwrap();
+    assert_eq!(
+        v["guard"]["smoothing"]["ema"]["alpha"], 0.5,
+        "{}",
+        v["guard"]
+    );
+    assert_eq!(v["guard"]["probe_every_n_tokens"], 2);
+    let e = fail(oc(&[
+        "eval",
+        "--probe",
+        s(&probe),
+        "--model",
+        s(&model),
+        "--data",
+        "data/examples/examples.jsonl",
+        "--ema-alpha",
+        "0.5",
+    ]));
+    assert!(e.contains("add --stream"), "{e}");
+
     let json = ok(oc(&[
         "generate",
         "--model",
