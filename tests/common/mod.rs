@@ -13,14 +13,19 @@ use std::process::Output;
 /// The committed tiny models (made by `just tiny-models`).
 pub const TINY_MODELS: [&str; 3] = ["tiny-gemma4", "tiny-gemma3", "tiny-qwen3"];
 
-/// The tiny models, plus the real Gemma 3 270M when `just gemma3-270m` has exported it here
-/// (git-ignored, so CI checks the tiny ones and a developer's machine checks all).
+/// The real models `just gemma3-270m` and `just smollm2` export (git-ignored).
+pub const REAL_MODELS: [&str; 2] = ["gemma-3-270m", "smollm2-135m-instruct"];
+
+/// The tiny models, plus each real model that has been exported here (git-ignored, so CI
+/// checks the tiny ones and a developer's machine checks all).
 pub fn parity_models() -> Vec<&'static str> {
     let mut v = TINY_MODELS.to_vec();
-    if model_dir("gemma-3-270m").join("goldens.json").is_file() {
-        v.push("gemma-3-270m");
-    } else {
-        eprintln!("models/gemma-3-270m not exported: parity checked on the tiny models only");
+    for real in REAL_MODELS {
+        if model_dir(real).join("goldens.json").is_file() {
+            v.push(real);
+        } else {
+            eprintln!("models/{real} not exported: its parity is not checked here");
+        }
     }
     v
 }
