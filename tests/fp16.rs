@@ -162,6 +162,7 @@ fn fp16_greedy_decoding_against_the_fp32_goldens() {
         on_pause: OnPause::Stop,
         refusal_message: String::new(),
         ignore_eos: false,
+        keep_withheld: false,
     };
     let sinks = prompts
         .iter()

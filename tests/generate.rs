@@ -26,6 +26,7 @@ fn opts(max_new: usize) -> GenerateOptions {
         on_pause: OnPause::Stop,
         refusal_message: "I can't help with that.".into(),
         ignore_eos: false,
+        keep_withheld: false,
     }
 }
 
@@ -213,6 +214,31 @@ fn a_probe_built_to_fire_pauses_at_the_expected_step() {
         "exactly the judged tokens before the pause were printed"
     );
     assert_eq!(r.partial_response.as_deref(), Some(expected.as_str()));
+    assert_eq!(r.pause_token, Some(j));
+    assert!(r.max_smoothed_risk >= 0.5, "{}", r.max_smoothed_risk);
+    assert!(r.withheld_text.is_none(), "withheld text only when asked");
+
+    // The paused window (token j, and any held bytes before it) is withheld, never printed.
+    let mut audit = opts(12);
+    audit.keep_withheld = true;
+    let (res, printed) = run(
+        &mut model,
+        std::slice::from_ref(&prompt),
+        Some(&setup),
+        &audit,
+    );
+    let withheld = res[0].withheld_text.clone().expect("kept for the audit");
+    assert_eq!(res[0].withheld_chars, withheld.chars().count());
+    let through = model
+        .files
+        .encoder
+        .tokenizer()
+        .decode(&gen[..=j], true)
+        .unwrap();
+    assert_eq!(
+        format!("{}{withheld}", printed[0]),
+        through.trim_end_matches('\u{FFFD}')
+    );
 
     let mut refuse = opts(12);
     refuse.on_pause = OnPause::Refuse;

@@ -91,6 +91,7 @@ fn generate(model: &mut Model, bound: bool) -> Vec<GenerationResult> {
         on_pause: OnPause::Stop,
         refusal_message: String::new(),
         ignore_eos: false,
+        keep_withheld: false,
     };
     let sinks = prompts
         .iter()

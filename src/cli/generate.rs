@@ -79,6 +79,10 @@ pub struct Args {
     pub refusal_message: String,
     #[command(flatten)]
     pub guard: GuardOverrides,
+    /// Also put the text a pause withheld into the JSON result (`withheld_text`), for auditing
+    /// the guard. It is what the guard judged unsafe: never show it to end users.
+    #[arg(long)]
+    pub show_withheld: bool,
 }
 
 /// Loads the probe and checks it was trained for this model and prompt format.
@@ -147,6 +151,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         on_pause: a.on_pause,
         refusal_message: a.refusal_message.clone(),
         ignore_eos: false,
+        keep_withheld: a.show_withheld,
     };
     opts.sampling.validate()?;
     match &a.prompts_file {

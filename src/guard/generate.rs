@@ -40,6 +40,9 @@ pub struct GenerateOptions {
     /// Never stop at an end-of-turn/eos id (their logits are masked), as HF's `min_new_tokens`
     /// does: benchmarks use it to generate exactly `max_new_tokens`.
     pub ignore_eos: bool,
+    /// Put the text a pause withheld into [`GenerationResult::withheld_text`], for auditing the
+    /// guard (never for end users: it is what the guard judged unsafe).
+    pub keep_withheld: bool,
 }
 
 /// Final status of one generation.
@@ -83,6 +86,15 @@ pub struct GenerationResult {
     pub response: String,
     /// On pause/refusal: the text released before the pause.
     pub partial_response: Option<String>,
+    /// Characters generated but never released (the window a pause withheld).
+    pub withheld_chars: usize,
+    /// The withheld text itself, only with [`GenerateOptions::keep_withheld`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld_text: Option<String>,
+    /// 0-based generated token at which the guard paused.
+    pub pause_token: Option<usize>,
+    /// Highest smoothed risk of any probe step (0 without a guard).
+    pub max_smoothed_risk: f32,
     pub stop_reason: StopReason,
     pub tokens_generated: usize,
     /// Generated token ids (the stop token excluded).

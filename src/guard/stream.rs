@@ -83,8 +83,9 @@ pub struct HeldStream<D, S> {
     released_tokens: usize,
     /// Everything emitted to the sink, in order.
     released: String,
-    /// Set by a pause: held tokens were dropped and the stream is closed.
-    withheld: bool,
+    /// Set by a pause: the text of the held tokens, dropped (never emitted); the stream is
+    /// closed. Kept for the caller's audit record only.
+    withheld: Option<String>,
 }
 
 impl<D: TokenDecoder, S: TextSink> HeldStream<D, S> {
@@ -97,7 +98,7 @@ impl<D: TokenDecoder, S: TextSink> HeldStream<D, S> {
             pushed: 0,
             released_tokens: 0,
             released: String::new(),
-            withheld: false,
+            withheld: None,
         }
     }
 
@@ -141,8 +142,7 @@ impl<D: TokenDecoder, S: TextSink> HeldStream<D, S> {
     /// number of tokens dropped.
     pub fn withhold(&mut self) -> usize {
         let dropped = self.held.len();
-        self.held.clear();
-        self.withheld = true;
+        self.withheld = Some(self.held.drain(..).collect());
         dropped
     }
 
@@ -160,7 +160,7 @@ impl<D: TokenDecoder, S: TextSink> HeldStream<D, S> {
     /// without a pause: they were never judged, so the engine skipped the final probe. Bytes of
     /// a character the generation never completed are not part of the response.
     pub fn finish(self) -> Result<String> {
-        if !self.withheld && !self.held.is_empty() {
+        if self.withheld.is_none() && !self.held.is_empty() {
             return Err(Error::Generate(format!(
                 "{} generated tokens were never judged by the probe: probe the last token \
                  (Guard::needs_final_probe) and release before finishing",
@@ -193,7 +193,12 @@ impl<D: TokenDecoder, S: TextSink> HeldStream<D, S> {
 
     /// Whether a pause withheld the held tokens and closed the stream.
     pub fn is_withheld(&self) -> bool {
-        self.withheld
+        self.withheld.is_some()
+    }
+
+    /// The text a pause withheld (generated, judged unsafe, never emitted).
+    pub fn withheld_text(&self) -> Option<&str> {
+        self.withheld.as_deref()
     }
 
     /// The sink, e.g. to inspect a buffer it writes to.
@@ -202,7 +207,7 @@ impl<D: TokenDecoder, S: TextSink> HeldStream<D, S> {
     }
 
     fn ensure_open(&self, what: &str) -> Result<()> {
-        if self.withheld {
+        if self.withheld.is_some() {
             return Err(Error::Generate(format!(
                 "cannot {what}: generation was paused and the stream is closed"
             )));

@@ -154,6 +154,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         refusal_message: String::new(),
         // Fixed-length decoding: no id ends a run.
         ignore_eos: true,
+        keep_withheld: false,
     };
     let bound = model.decoder.uses_io_binding();
     let mut modes = vec![("unguarded", false, bound), ("guarded", true, bound)];

@@ -97,6 +97,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         on_pause: OnPause::Stop,
         refusal_message: String::new(),
         ignore_eos: true,
+        keep_withheld: false,
     };
     let prompts: Vec<String> = PROMPTS
         .iter()

@@ -185,12 +185,20 @@ impl<'t, 's> RowState<'t, 's> {
             .unwrap_or_default();
         let stop = self.stop.unwrap_or(StopReason::MaxNewTokens);
         let paused = stop == StopReason::Paused;
+        let withheld = self.stream.withheld_text().unwrap_or("");
+        let withheld_chars = withheld.chars().count();
+        let withheld_text = (opts.keep_withheld && paused).then(|| withheld.to_string());
         let released = if paused {
             self.stream.partial_response().to_string()
         } else {
             self.stream.finish()?
         };
         let refused = paused && opts.on_pause == OnPause::Refuse;
+        let pause_token = steps
+            .iter()
+            .find(|s| s.decision == crate::guard::Decision::Pause)
+            .map(|s| s.token_index);
+        let max_smoothed_risk = steps.iter().map(|s| s.smoothed).fold(0f32, f32::max);
         let decode_s = (total_ms - prefill_ms).max(1e-9) / 1e3;
         Ok(GenerationResult {
             prompt: self.prompt,
@@ -201,6 +209,10 @@ impl<'t, 's> RowState<'t, 's> {
                 released.clone()
             },
             partial_response: paused.then_some(released),
+            withheld_chars,
+            withheld_text,
+            pause_token,
+            max_smoothed_risk,
             stop_reason: stop,
             tokens_generated: self.generated,
             token_ids: self.history[self.prompt_tokens..].to_vec(),
