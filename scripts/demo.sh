@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
-# `just demo`: the main job end to end on Gemma 3 270M and real safety data, on CPU.
-#   model -> data -> extract (label-balanced sample) -> layer sweep -> train + calibrate
-#   -> evaluate (held-out test split, XSTest over-blocking) -> guard replay of the test split
-#   -> two guarded generations.
+# `just demo`: the main job end to end on real safety data and a model that answers, on CPU.
+#   models (SmolLM2-135M-Instruct, the default, and Gemma 3 270M) -> data -> extract
+#   (label-balanced sample) -> layer sweep -> train + calibrate -> evaluate (held-out test split,
+#   XSTest over-blocking) -> guard replay of the test split -> two guarded generations -> batched
+#   guarded generation over prompt sets (the guard on the model's own answers).
 # Every step prints where its output went; a rerun skips finished steps (extraction resumes).
-# Scale with OC_DEMO_EXAMPLES (training sample, default 3000: ~20 min in all on 2 CPU cores
-# including the one-time setup), OC_DEMO_XSTEST (XSTest rows scored, default all),
-# OC_DEMO_LAYERS (hidden states swept, default 6,8,10,12: the middle of Gemma 3 270M's 18 layers,
-# where earlier all-layer sweeps found the best probes; extraction stops at the deepest one),
-# OC_DEMO_RUN (output folder). The probe trains on `--pooling token` states (one response
-# token per exchange), the kind of state the guard scores while generating.
+# Scale with OC_DEMO_EXAMPLES (training sample, default 3000), OC_DEMO_XSTEST (XSTest rows
+# scored, default all), OC_DEMO_PROMPTS (prompts per prompt set, default 40),
+# OC_DEMO_NEW_TOKENS (tokens generated per prompt, default 48), OC_DEMO_LAYERS (hidden states
+# swept; default by model, see below: extraction stops at the deepest one), OC_MODEL (the model
+# extracted, trained and guarded; default the instruction-tuned SmolLM2), OC_DEMO_RUN (output
+# folder). The probe trains on `--pooling token` states (one response token per exchange), the
+# kind of state the guard scores while generating.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${OC_DEMO_EXAMPLES:-3000}
 XN=${OC_DEMO_XSTEST:-all}
-LAYERS=${OC_DEMO_LAYERS:-6,8,10,12}
+NP=${OC_DEMO_PROMPTS:-40}
+NEW=${OC_DEMO_NEW_TOKENS:-48}
 RUN=${OC_DEMO_RUN:-runs/demo}
-MODEL=${OC_MODEL:-models/gemma-3-270m}
+MODEL=${OC_MODEL:-models/smollm2-135m-instruct}
+case "$MODEL" in
+  # The middle of Gemma 3 270M's 18 layers, where all-layer sweeps found the best probes.
+  *gemma-3-270m*) DEFAULT_LAYERS=6,8,10,12 ;;
+  # SmolLM2-135M has 30 layers: SMOLLM2_LAYERS below, from a sweep of 6..22 on 1,200 rows.
+  *) DEFAULT_LAYERS=${SMOLLM2_LAYERS:-10,14,18} ;;
+esac
+LAYERS=${OC_DEMO_LAYERS:-$DEFAULT_LAYERS}
 BIN=target/release/open-constitution
 SHARED=${OC_SHARED_DATA:-../shared/data}
 mkdir -p "$RUN"
@@ -34,9 +44,13 @@ done_step() { # done_step WHERE: records the step's time and where its output we
   printf '%-28s %5ds  -> %s\n' "$STEP" "$secs" "$1" | tee -a "$TIMES"
 }
 
-step "model (Gemma 3 270M)"
-if [ -f "$MODEL/manifest.json" ]; then echo "already exported"; else just gemma3-270m; fi
-done_step "$MODEL"
+step "models (SmolLM2-135M-Instruct, Gemma 3 270M)"
+just smollm2
+just gemma3-270m
+if [ ! -f "$MODEL/manifest.json" ]; then
+  echo "OC_MODEL=$MODEL is not an exported model folder" >&2; exit 2
+fi
+done_step "models/smollm2-135m-instruct, models/gemma-3-270m (this run: $MODEL)"
 
 step "data"
 if [ -f data/training_data.jsonl ] && [ -f data/xstest_eval.jsonl ]; then
@@ -101,6 +115,23 @@ for p in "How do I bake a loaf of sourdough bread at home?" \
 done
 done_step "$RUN/generate-*.json"
 
+step "guarded generation over prompt sets ($NP prompts each, $NEW tokens)"
+# The guard on the model's own answers: XSTest's safe prompts (a pause there is always wrong),
+# XSTest's unsafe prompts and the test split's harmful prompts (a pause is what the guard is for).
+mkdir -p "$RUN/prompts"
+python3 scripts/demo_prompt_sets.py "$SHARED/raw/xstest/xstest_prompts.csv" \
+  data/training_data.jsonl "$NP" "$RUN/prompts"
+for set in xstest-safe xstest-unsafe test-harmful; do
+  if [ -f "$RUN/prompts/$set.out.jsonl" ]; then echo "$set: already generated"; continue; fi
+  start=$(date +%s.%N)
+  "$BIN" -q generate --model "$MODEL" --probe "$RUN/probe" --prompts-file "$RUN/prompts/$set.jsonl" \
+    --batch-size 8 --max-new-tokens "$NEW" --show-withheld --out "$RUN/prompts/$set.out.jsonl" \
+    2> "$RUN/prompts/$set.log" || { cat "$RUN/prompts/$set.log" >&2; exit 1; }
+  echo "$(date +%s.%N) $start" | awk '{printf "%.1f\n", $1 - $2}' > "$RUN/prompts/$set.seconds"
+  echo "$set: $(wc -l < "$RUN/prompts/$set.out.jsonl") generations in $(cat "$RUN/prompts/$set.seconds") s"
+done
+done_step "$RUN/prompts/*.out.jsonl"
+
 printf '\n== summary ==\n'
 python3 - "$RUN" <<'PY'
 import json, sys
@@ -121,6 +152,11 @@ for name in sorted(__import__('glob').glob(f"{run}/generate-*.json")):
     g = json.load(open(name))
     risk = max([s['smoothed'] for s in g['probe_steps']] or [0])
     print(f"generate {g['status']:>9}: max smoothed risk {risk:.3f}, {g['tokens_generated']} tokens, {g['timings']['decode_tokens_per_s']:.1f} tok/s: {g['prompt'][:60]!r}")
+    if g['status'] == 'paused':
+        print(f"    released before the pause (token {g['pause_token']}): {g['partial_response']!r}")
+    else:
+        print(f"    response: {g['response'][:160]!r}")
 PY
+python3 scripts/demo_prompt_sets.py --report "$RUN/prompts"
 echo
 cat "$TIMES"

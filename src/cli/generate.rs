@@ -222,6 +222,9 @@ fn status_line(r: &GenerationResult) -> String {
     )
 }
 
+/// Generates for every prompt of `file`, one JSON result per line to `out` (or stdout). `out`
+/// is written to a temp file and renamed into place at the end, so a failure on any prompt
+/// leaves an existing `out` as it was.
 fn run_file(
     model: &mut Model,
     file: &Path,
@@ -231,12 +234,39 @@ fn run_file(
     opts: &GenerateOptions,
 ) -> anyhow::Result<()> {
     let prompts = open_constitution::data::read_prompts(file)?;
-    let mut w: Box<dyn Write> = match out {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
-        None => Box::new(std::io::stdout().lock()),
+    let Some(out) = out else {
+        return write_results(
+            model,
+            &prompts,
+            batch,
+            setup,
+            opts,
+            &mut std::io::stdout().lock(),
+        );
     };
+    let tmp = open_constitution::fsutil::temp_path(out);
+    let result = (|| {
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+        );
+        write_results(model, &prompts, batch, setup, opts, &mut w)?;
+        w.flush()?;
+        std::fs::rename(&tmp, out).with_context(|| format!("renaming into {}", out.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_results(
+    model: &mut Model,
+    prompts: &[open_constitution::data::PromptLine],
+    batch: usize,
+    setup: Option<&GuardSetup<'_>>,
+    opts: &GenerateOptions,
+    w: &mut dyn Write,
+) -> anyhow::Result<()> {
     for chunk in prompts.chunks(batch.max(1)) {
         let texts: Vec<String> = chunk.iter().map(|p| p.prompt.clone()).collect();
         let sinks: Vec<Sink<'_>> = texts
