@@ -6,7 +6,7 @@ set positional-arguments := false
 
 bin := "target/release/open-constitution"
 py := "PYTHONPATH=export .venv/bin/python"
-model := env_var_or_default("OC_MODEL", "models/gemma-3-270m")
+model := env_var_or_default("OC_MODEL", "models/smollm2-135m-instruct")
 runs := env_var_or_default("OC_RUNS", "runs")
 shared_data := env_var_or_default("OC_SHARED_DATA", "../shared/data")
 # How `just extract` pools: token (what the guard scores), last (the seed's) or mean
@@ -90,14 +90,14 @@ eval *flags: setup
 generate prompt *flags: setup
     {{bin}} generate --model {{model}} --probe {{probe}} --prompt {{quote(prompt)}} {{flags}}
 
-# Benchmarks on Gemma 3 270M (CPU) against Python baselines measured in the same run
-bench: setup setup-export gemma3-270m
+# Benchmarks on the default model (SmolLM2-135M-Instruct; OC_MODEL for another, CPU) against Python baselines measured in the same run
+bench: setup setup-export smollm2
     test -f data/training_data.jsonl || just prepare-data
     {{bin}} bench extract --model {{model}} --data data/training_data.jsonl --n 256 --baseline-n 64
     test -f {{probe}}/config.json || (echo "bench generate needs a probe: run just demo (or just extract && just train) first" >&2; exit 2)
     {{bin}} bench generate --model {{model}} --probe {{probe}} --prompts 4 --new-tokens 64
 
-# The main job end to end on Gemma 3 270M and real data (~20 min on 2 cores with setup; OC_DEMO_EXAMPLES scales it)
+# The main job end to end on real data: SmolLM2-135M-Instruct extracted, trained and guarded (OC_MODEL for Gemma 3 270M; OC_DEMO_* scale it)
 demo: setup setup-export
     scripts/demo.sh
 

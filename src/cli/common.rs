@@ -6,8 +6,9 @@ use open_constitution::runtime::profile::Placement;
 use open_constitution::runtime::{Device, IoBindingMode, RuntimeOptions};
 use std::path::PathBuf;
 
-/// Default model folder (made by `just gemma3-270m`).
-pub const DEFAULT_MODEL: &str = "models/gemma-3-270m";
+/// Default model folder: the instruction-tuned SmolLM2-135M (made by `just smollm2`), the model
+/// `just demo` extracts, trains and guards.
+pub const DEFAULT_MODEL: &str = "models/smollm2-135m-instruct";
 
 /// The model and how prompts are formatted.
 #[derive(Debug, Clone, clap::Args)]

@@ -146,7 +146,7 @@ impl Manifest {
         if !path.is_file() {
             return Err(Error::Model(format!(
                 "{} not found: `{}` is not an exported model folder. Export one with \
-                 `just export MODEL_DIR {}` (or `just tiny-models` / `just gemma3-270m`)",
+                 `just export MODEL_DIR {}` (or `just tiny-models` / `just smollm2` / `just gemma3-270m`)",
                 path.display(),
                 dir.display(),
                 dir.display()

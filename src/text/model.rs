@@ -44,13 +44,13 @@ pub fn resolve_model_dir(spec: &str) -> Result<PathBuf> {
         return Err(Error::Model(format!(
             "model `{spec}` is neither a folder nor in the local Hugging Face cache ({}); this tool \
              does not download. Export a local model folder with `just export MODEL_DIR OUT_DIR` \
-             (or `just gemma3-270m`)",
+             (or `just smollm2` / `just gemma3-270m`)",
             cache.path().display()
         )));
     }
     Err(Error::Model(format!(
         "model folder `{spec}` does not exist; export one with `just export MODEL_DIR {spec}` \
-         (or `just gemma3-270m` / `just tiny-models`)"
+         (or `just smollm2` / `just gemma3-270m` / `just tiny-models`)"
     )))
 }
 
