@@ -86,6 +86,17 @@ if [ -f "$RUN/train.txt" ]; then cat "$RUN/train.txt"; else
 fi
 done_step "$RUN/probe (probe.safetensors, config.json, calibration.json)"
 
+step "calibrate the guard on validation streams"
+# train's thresholds are per state; a stream has many chances to cross them. Replay the
+# validation responses through the guard and choose thresholds so that at most 5 % of the safe
+# streams are ever flagged and 1 % paused; they go into the probe's config.json.
+if grep -q '"stream_calibration"' "$RUN/probe/config.json"; then echo "already calibrated"; else
+  "$BIN" eval --probe "$RUN/probe" --model "$MODEL" --data data/training_data.jsonl \
+    --max-examples "$N" --split validation --stream --stream-fpr 0.05,0.01 --write-thresholds \
+    --out "$RUN/stream-validation"
+fi
+done_step "$RUN/probe/config.json (stream-calibrated thresholds), $RUN/stream-validation"
+
 step "evaluate: held-out test split"
 "$BIN" eval --probe "$RUN/probe" --activations "$RUN/activations" --split test --out "$RUN/eval-test"
 done_step "$RUN/eval-test (eval.json, roc.svg, pr.svg)"
@@ -142,6 +153,9 @@ xs = json.load(open(f"{run}/eval-xstest/eval.json"))
 m = test["metrics"]
 at = m["at_threshold"]
 print(f"probe: layer {cfg['layer']} (hidden state {cfg['layer_index']}), threshold {cfg['threshold']:.3f}, pause {cfg['pause_threshold']:.3f}")
+sc = cfg.get("stream_calibration")
+if sc:
+    print(f"  thresholds chosen on {sc['safe_streams']} safe validation streams for {sc['flag_fpr']:.0%} flagged / {sc['pause_fpr']:.0%} paused (per-state ones from train: {sc['per_state_threshold']:.3f} / {sc['per_state_pause_threshold']:.3f})")
 print(f"test split: ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc']:.3f}  F1 {at['f1']:.3f}  TPR@1%FPR {m['tpr_at_1pct_fpr']:.3f}  TPR@5%FPR {m['tpr_at_5pct_fpr']:.3f}")
 ob = xs["over_block"]
 print(f"XSTest: over-block rate on safe rows {ob['at_threshold']:.3f} at the flag threshold, {ob['at_pause_threshold']:.3f} at the pause threshold ({ob['negatives']} safe rows)")

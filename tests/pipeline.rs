@@ -116,6 +116,63 @@ fn extract_train_eval_generate() {
         "{cal}"
     );
 
+    // --write-thresholds puts the stream-calibrated thresholds into (a copy of) the probe.
+    let calibrated = t.join("probe-stream");
+    std::fs::create_dir_all(&calibrated).unwrap();
+    for f in ["config.json", "probe.safetensors"] {
+        std::fs::copy(probe.join(f), calibrated.join(f)).unwrap();
+    }
+    let before: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(probe.join("config.json")).unwrap()).unwrap();
+    let out = ok(oc(&[
+        "eval",
+        "--probe",
+        s(&calibrated),
+        "--model",
+        s(&model),
+        "--data",
+        "data/examples/examples.jsonl",
+        "--max-examples",
+        "40",
+        "--stream",
+        "--stream-fpr",
+        "0.25,0.1",
+        "--write-thresholds",
+        "--out",
+        s(&t.join("ev3w")),
+    ]));
+    assert!(out.contains("wrote threshold"), "{out}");
+    let after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(calibrated.join("config.json")).unwrap()).unwrap();
+    let close = |a: &serde_json::Value, b: &serde_json::Value| {
+        (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-5
+    };
+    assert!(close(&after["threshold"], &cal["threshold"]), "{after}");
+    assert!(
+        close(&after["pause_threshold"], &cal["pause_threshold"]),
+        "{after}"
+    );
+    let rec = &after["stream_calibration"];
+    assert!(
+        close(&rec["per_state_threshold"], &before["threshold"]),
+        "{rec}"
+    );
+    assert_eq!(rec["flag_fpr"], 0.25);
+    // The calibrated probe guards generation with its new thresholds.
+    let g = ok(oc(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--probe",
+        s(&calibrated),
+        "--prompt",
+        "Hi",
+        "--max-new-tokens",
+        "3",
+        "--json",
+    ]));
+    assert!(g.contains("\"status\""), "{g}");
+
     // The same guard overrides as generate: an EMA guard probing every 2 tokens is measured.
     ok(oc(&[
         "eval",

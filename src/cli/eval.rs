@@ -59,6 +59,11 @@ pub struct Args {
     /// `--split validation`, then measure on `--split test` with those flags.
     #[arg(long, requires = "stream", value_delimiter = ',', value_name = "RATES")]
     pub stream_fpr: Option<Vec<f64>>,
+    /// With --stream-fpr: write the chosen thresholds into PROBE/config.json (the per-state ones
+    /// from `train` are kept in its `stream_calibration` record), so `generate` and later evals
+    /// use them. Choose them on the validation split (`--split validation`), never on test.
+    #[arg(long, requires = "stream_fpr")]
+    pub write_thresholds: bool,
     /// With --stream: judge with these guard settings instead of the probe's (e.g. thresholds
     /// chosen by --stream-fpr on the validation split, or an EMA guard), as `generate` takes them.
     #[command(flatten)]

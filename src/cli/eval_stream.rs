@@ -7,7 +7,7 @@ use open_constitution::extract::select_rows;
 use open_constitution::guard::replay::{
     decide, replay, stream_threshold, summarize, ReplayOutcome, ReplaySummary,
 };
-use open_constitution::probe::Probe;
+use open_constitution::probe::{Probe, StreamCalibration};
 use std::path::Path;
 use std::time::Instant;
 
@@ -62,6 +62,9 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
         Some((flag_fpr, pause_fpr)) => Some(calibrate(&prepared, &outcomes, flag_fpr, pause_fpr)?),
         None => None,
     };
+    if let (true, Some(cal)) = (args.write_thresholds, &calibration) {
+        write_thresholds(args, probe, data, cal, &outcomes)?;
+    }
     std::fs::create_dir_all(out)?;
     let report = serde_json::json!({
         "data": data,
@@ -75,6 +78,43 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     let bytes = serde_json::to_vec_pretty(&report)?;
     open_constitution::fsutil::write_atomic(&path, |w| std::io::Write::write_all(w, &bytes))?;
     println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Writes the stream-calibrated thresholds of `cal` into the probe's config.json.
+fn write_thresholds(
+    args: &Args,
+    probe: &Probe,
+    data: &Path,
+    cal: &serde_json::Value,
+    outcomes: &[ReplayOutcome],
+) -> anyhow::Result<()> {
+    if args.split == Some(open_constitution::probe::Split::Test) {
+        tracing::warn!(
+            "--write-thresholds on the test split: the test numbers reported later are no longer held out"
+        );
+    }
+    let num = |k: &str| cal[k].as_f64().unwrap_or(f64::NAN);
+    let record = StreamCalibration {
+        data: data.display().to_string(),
+        split: args.split.map(|s| s.as_str().to_string()),
+        flag_fpr: num("flag_fpr"),
+        pause_fpr: num("pause_fpr"),
+        safe_streams: outcomes.iter().filter(|o| o.label == 0).count(),
+        per_state_threshold: 0.0,
+        per_state_pause_threshold: 0.0,
+    };
+    let mut updated = probe.clone();
+    let (flag, pause) = (num("threshold") as f32, num("pause_threshold") as f32);
+    updated
+        .config_mut()
+        .set_stream_thresholds(flag, pause, record);
+    updated.config().guard_config().validate()?;
+    updated.write(&args.probe)?;
+    println!(
+        "wrote threshold {flag:.6} and pause threshold {pause:.6} into {}",
+        args.probe.join("config.json").display()
+    );
     Ok(())
 }
 

@@ -56,9 +56,43 @@ pub struct ProbeConfig {
     pub pooling: Pooling,
     pub calibration: CalibrationSummary,
     pub training: TrainingInfo,
+    /// Set when `threshold`/`pause_threshold` were re-chosen on replayed streams (`eval
+    /// --stream --stream-fpr --write-thresholds`): where, for which rates, and what the
+    /// per-state thresholds from training were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_calibration: Option<StreamCalibration>,
+}
+
+/// Thresholds chosen so that at most `flag_fpr` (`pause_fpr`) of the safe streams of `data`
+/// (`split`) are ever flagged (paused) by the guard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamCalibration {
+    pub data: String,
+    pub split: Option<String>,
+    pub flag_fpr: f64,
+    pub pause_fpr: f64,
+    pub safe_streams: usize,
+    /// What the thresholds were before (the per-state calibration of `train`).
+    pub per_state_threshold: f32,
+    pub per_state_pause_threshold: f32,
 }
 
 impl ProbeConfig {
+    /// Replaces the thresholds with stream-calibrated ones, keeping the per-state ones of the
+    /// first calibration in the record (a second calibration does not overwrite them).
+    pub fn set_stream_thresholds(&mut self, flag: f32, pause: f32, mut cal: StreamCalibration) {
+        if let Some(prev) = &self.stream_calibration {
+            cal.per_state_threshold = prev.per_state_threshold;
+            cal.per_state_pause_threshold = prev.per_state_pause_threshold;
+        } else {
+            cal.per_state_threshold = self.threshold;
+            cal.per_state_pause_threshold = self.pause_threshold;
+        }
+        self.threshold = flag;
+        self.pause_threshold = pause;
+        self.stream_calibration = Some(cal);
+    }
+
     /// The guard this probe was calibrated for: its thresholds, cadence and moving-average
     /// window.
     pub fn guard_config(&self) -> crate::guard::GuardConfig {

@@ -247,6 +247,11 @@ impl Probe {
     pub fn scorer(&self) -> &Scorer {
         &self.scorer
     }
+    /// The config, to change before [`Probe::write`] (e.g. stream-calibrated thresholds).
+    pub fn config_mut(&mut self) -> &mut ProbeConfig {
+        &mut self.config
+    }
+
     pub fn config(&self) -> &ProbeConfig {
         &self.config
     }

@@ -14,7 +14,7 @@ pub mod split;
 pub mod sweep;
 pub mod train;
 
-pub use config::{ClassWeight, ProbeConfig};
+pub use config::{ClassWeight, ProbeConfig, StreamCalibration};
 pub use eval::{evaluate, EvalReport};
 pub use io::Probe;
 pub use metrics::Metrics;

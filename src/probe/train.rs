@@ -307,6 +307,7 @@ fn finish(
             test_ece: file.test.ece,
         },
         training: training_info(input, opts, &f, &val, threshold),
+        stream_calibration: None,
     };
     Ok((Probe::new(config, f.model, f.standardizer)?, file))
 }
