@@ -17,6 +17,27 @@ fn oc(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `eval --stream` of the example set's first `rows` rows with `extra` flags; its stdout.
+fn replay(probe: &Path, model: &Path, rows: &str, extra: &[&str], out: &Path) -> String {
+    let data = "data/examples/examples.jsonl";
+    let mut args = vec![
+        "eval",
+        "--probe",
+        s(probe),
+        "--model",
+        s(model),
+        "--data",
+        data,
+    ];
+    args.extend(["--max-examples", rows, "--stream", "--out", s(out)]);
+    args.extend(extra);
+    ok(oc(&args))
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -85,25 +106,15 @@ fn extract_train_eval_generate() {
     assert!(t.join("ev2/roc.svg").is_file() && t.join("ev2/activations/meta.json").is_file());
 
     // The guard replayed over the data's responses, with stream-level thresholds chosen on them.
-    let out = ok(oc(&[
-        "eval",
-        "--probe",
-        s(&probe),
-        "--model",
-        s(&model),
-        "--data",
-        "data/examples/examples.jsonl",
-        "--max-examples",
+    let out = replay(
+        &probe,
+        &model,
         "40",
-        "--stream",
-        "--stream-fpr",
-        "0.25,0.1",
-        "--out",
-        s(&t.join("ev3")),
-    ]));
+        &["--stream-fpr", "0.25,0.1"],
+        &t.join("ev3"),
+    );
     assert!(out.contains("guard replay of 40 rows"), "{out}");
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(t.join("ev3/stream.json")).unwrap()).unwrap();
+    let v = json(&t.join("ev3/stream.json"));
     assert_eq!(v["rows"].as_array().unwrap().len(), 40);
     let cal = &v["stream_calibration"];
     let (safe_flagged, safe_paused) = (
@@ -122,28 +133,11 @@ fn extract_train_eval_generate() {
     for f in ["config.json", "probe.safetensors"] {
         std::fs::copy(probe.join(f), calibrated.join(f)).unwrap();
     }
-    let before: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(probe.join("config.json")).unwrap()).unwrap();
-    let out = ok(oc(&[
-        "eval",
-        "--probe",
-        s(&calibrated),
-        "--model",
-        s(&model),
-        "--data",
-        "data/examples/examples.jsonl",
-        "--max-examples",
-        "40",
-        "--stream",
-        "--stream-fpr",
-        "0.25,0.1",
-        "--write-thresholds",
-        "--out",
-        s(&t.join("ev3w")),
-    ]));
+    let before = json(&probe.join("config.json"));
+    let write = ["--stream-fpr", "0.25,0.1", "--write-thresholds"];
+    let out = replay(&calibrated, &model, "40", &write, &t.join("ev3w"));
     assert!(out.contains("wrote threshold"), "{out}");
-    let after: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(calibrated.join("config.json")).unwrap()).unwrap();
+    let after = json(&calibrated.join("config.json"));
     let close = |a: &serde_json::Value, b: &serde_json::Value| {
         (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-5
     };
@@ -174,26 +168,9 @@ fn extract_train_eval_generate() {
     assert!(g.contains("\"status\""), "{g}");
 
     // The same guard overrides as generate: an EMA guard probing every 2 tokens is measured.
-    ok(oc(&[
-        "eval",
-        "--probe",
-        s(&probe),
-        "--model",
-        s(&model),
-        "--data",
-        "data/examples/examples.jsonl",
-        "--max-examples",
-        "10",
-        "--stream",
-        "--ema-alpha",
-        "0.5",
-        "--probe-every-n-tokens",
-        "2",
-        "--out",
-        s(&t.join("ev4")),
-    ]));
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(t.join("ev4/stream.json")).unwrap()).unwrap();
+    let ema = ["--ema-alpha", "0.5", "--probe-every-n-tokens", "2"];
+    replay(&probe, &model, "10", &ema, &t.join("ev4"));
+    let v = json(&t.join("ev4/stream.json"));
     assert_eq!(
         v["guard"]["smoothing"]["ema"]["alpha"], 0.5,
         "{}",
