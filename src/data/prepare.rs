@@ -3,11 +3,11 @@
 //! summary. Everything is deterministic, so a rerun writes byte-identical files.
 //!
 //! Rules, in order:
-//! * `prompt_intent`: what the source says (GPTFuzz questions and XSTest `contrast_*` prompts are
-//!   harmful, other XSTest prompts benign; an active PKU/BeaverTails harm category or an explicit
-//!   JSONL field); otherwise `harmful` when any response to the same normalized prompt in the set is
+//! * `prompt_intent`: what the source says (GPTFuzz questions, JAILJUDGE prompts and XSTest
+//!   `contrast_*` prompts are harmful, other XSTest prompts and CoCoNot's benign-but-risky ones
+//!   benign; an active PKU/BeaverTails harm category or an explicit JSONL field); otherwise `harmful` when any response to the same normalized prompt in the set is
 //!   labelled 1, else `unknown`.
-//! * `response_behavior`: explicit (XSTest final label, JSONL field); else `unsafe_compliance` for
+//! * `response_behavior`: explicit (XSTest final label, CoCoNot chosen/rejected, JSONL field); else `unsafe_compliance` for
 //!   label 1, `refusal` for a label-0 response to a prompt not known to be benign that opens with a
 //!   refusal phrase (`data::refusal`), `safe_answer` otherwise.
 //! * `id`: explicit (JSONL) or `<kind>-<content_hash>` (`<source>-<hash>` for JSONL).
