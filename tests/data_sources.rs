@@ -1,17 +1,21 @@
 //! The adapters added for the larger shared data (BeaverTails in GuardReasoner's JSON-list form,
 //! JailbreakEval's Safe-RLHF-mini and JAILJUDGE-mini CSVs, CoCoNot preference pairs), each on a
 //! small inline fixture written to a tempdir with its bad-input errors; dedup and splits across
-//! sources. The shared files are never copied into the repository.
+//! sources; `prepare-data` picking them all up from `--shared-data`; and one run over the real
+//! `../shared/data` when it is present. The shared files are never copied into the repository.
 
 mod data_common;
 
 use data_common::*;
-use open_constitution::data::prepare::{prepare, PrepareOptions};
-use open_constitution::data::{normalize_prompt, PromptIntent, ResponseBehavior, Split};
+use open_constitution::data::prepare::{default_sources, prepare, PrepareOptions};
+use open_constitution::data::{
+    normalize_prompt, PromptIntent, ResponseBehavior, SourceKind, SourceSpec, Split,
+};
 use open_constitution::Error;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
@@ -517,4 +521,171 @@ fn splits_by_normalized_prompt_across_sources() {
         moved.iter().all(|r| r.split == Split::Test),
         "a source's own split carries its prompt everywhere"
     );
+}
+
+/// Writes every new source, plus PKU, to a shared-data layout under `root`.
+fn shared_layout(root: &Path) {
+    let raw = root.join("raw");
+    write(
+        &raw,
+        "pku_saferlhf/pku_saferlhf_test_subset.jsonl",
+        &pku_rows(&[("pku prompt", "pku answer", 1)]),
+    );
+    write(
+        &raw,
+        "jailbreakeval/Safe-RLHFmini.csv",
+        "question,answer,label\nmini prompt,mini answer,0\n",
+    );
+    write(
+        &raw,
+        "jailbreakeval/JAILJUDGEmini.csv",
+        &format!("{JAILJUDGE_HEADER}jj prompt,jj answer,1,S2,Q1,en\n"),
+    );
+    write(
+        &raw,
+        "beavertails/beavertails_3k.json",
+        &json!([guard_item("bt prompt", "bt answer", "harmful")]).to_string(),
+    );
+    let coconot = coconot_row("c", "Requests with safety concerns", "coconot prompt");
+    write(&raw, "coconot/coconot_pref.jsonl", &jsonl(&[coconot]));
+}
+
+#[test]
+fn shared_data_uses_every_source_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    shared_layout(&shared);
+    let kinds: Vec<SourceKind> = default_sources(&shared).iter().map(|s| s.kind).collect();
+    use SourceKind::*;
+    assert_eq!(kinds, [Pku, SafeRlhfMini, BeaverTails, JailJudge, CoCoNot]);
+    let out = Command::new(env!("CARGO_BIN_EXE_open-constitution"))
+        .current_dir(dir.path())
+        .args([
+            "prepare-data",
+            "--shared-data",
+            "shared",
+            "--out",
+            "train.jsonl",
+            "--summary",
+            "summary.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+    let by_source = s["training"]["by_source"].as_object().unwrap();
+    let expect = [
+        ("beavertails", 1),
+        ("coconot", 2),
+        ("jailjudge_mini", 1),
+        ("pku_saferlhf", 2),
+        ("safe_rlhf_mini", 1),
+    ];
+    let got: Vec<(&str, u64)> = by_source
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_u64().unwrap()))
+        .collect();
+    assert_eq!(got, expect);
+    let kinds: Vec<&str> = s["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "pku",
+            "saferlhf-mini",
+            "beavertails",
+            "jailjudge",
+            "coconot"
+        ]
+    );
+}
+
+#[test]
+fn real_shared_data_every_source_contributes() {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    let sources: Vec<SourceSpec> = default_sources(&shared);
+    if sources.len() < SourceKind::ALL.len() - 1 {
+        eprintln!(
+            "skipping: not every public source is under {}",
+            shared.display()
+        );
+        return;
+    }
+    let p = run(sources);
+    let s = &p.summary;
+    let rows: BTreeMap<&str, usize> = s
+        .sources
+        .iter()
+        .map(|x| (x.kind.as_str(), x.rows))
+        .collect();
+    let expect_rows = [
+        ("beavertails", 3019),
+        ("coconot", 927),
+        ("gptfuzz", 6160),
+        ("jailjudge", 999),
+        ("pku", 5135),
+        ("saferlhf-mini", 3992),
+        ("xstest", 2250),
+    ];
+    assert_eq!(
+        rows,
+        BTreeMap::from(expect_rows),
+        "rows per source, as the shared README says"
+    );
+    let coconot = s.sources.iter().find(|x| x.kind == "coconot").unwrap();
+    assert_eq!(
+        coconot.records,
+        2 * 479,
+        "two answers per safety-concern row"
+    );
+    for source in [
+        "beavertails",
+        "coconot",
+        "gptfuzz",
+        "jailjudge_mini",
+        "pku_saferlhf",
+        "safe_rlhf_mini",
+    ] {
+        let n = s.training.by_source.get(source).copied().unwrap_or(0);
+        assert!(n > 0, "{source} contributed no training records");
+    }
+    assert!(
+        s.training.duplicates_dropped > 0,
+        "PKU/Safe-RLHF-mini/BeaverTails share pairs"
+    );
+    assert!(s.training.conflicting_pairs > 0);
+    let mut splits: BTreeMap<String, BTreeSet<Split>> = BTreeMap::new();
+    for r in p.training.iter().chain(&p.eval) {
+        splits
+            .entry(normalize_prompt(&r.prompt))
+            .or_default()
+            .insert(r.split);
+    }
+    let straddling: Vec<_> = splits.iter().filter(|(_, s)| s.len() > 1).collect();
+    assert!(
+        straddling.is_empty(),
+        "prompts in two splits: {:?}",
+        &straddling[..straddling.len().min(3)]
+    );
+    for split in ["train", "validation", "test"] {
+        let labels = &s.training.by_split_label[split];
+        assert!(
+            labels["0"] > 0 && labels["1"] > 0,
+            "{split} has both labels"
+        );
+    }
+    assert!(p
+        .training
+        .iter()
+        .filter(|r| r.source == "coconot")
+        .all(|r| r.label == 0));
 }
