@@ -456,6 +456,24 @@ fn dedup_across_sources() {
             ("safe_rlhf_mini".to_string(), 1)
         ])
     );
+    // The summary says which source overlaps which, and where the disagreements are.
+    let kept_pku = BTreeMap::from([("pku_saferlhf".to_string(), 1)]);
+    let dup: Vec<_> = t.duplicates_by_source.iter().collect();
+    assert_eq!(
+        dup,
+        [
+            (&"beavertails".to_string(), &kept_pku),
+            (&"safe_rlhf_mini".to_string(), &kept_pku)
+        ]
+    );
+    let conflicts: Vec<_> = t.conflict_records_by_source.iter().collect();
+    assert_eq!(
+        conflicts,
+        [
+            (&"pku_saferlhf".to_string(), &1),
+            (&"safe_rlhf_mini".to_string(), &1)
+        ]
+    );
 }
 
 #[test]
