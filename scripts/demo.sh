@@ -56,7 +56,7 @@ step "data"
 if [ -f data/training_data.jsonl ] && [ -f data/xstest_eval.jsonl ]; then
   echo "already prepared"
 elif [ -d "$SHARED/raw" ]; then
-  echo "public sources found in $SHARED: PKU-SafeRLHF subset, GPTFuzz, XSTest"
+  echo "public sources found in $SHARED: every one its README lists (PKU, Safe-RLHF-mini, BeaverTails, JAILJUDGE-mini, GPTFuzz, CoCoNot, XSTest)"
   "$BIN" prepare-data --shared-data "$SHARED" --out data/training_data.jsonl \
     --eval-out data/xstest_eval.jsonl --summary data/dataset_summary.json
 else

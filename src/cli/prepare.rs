@@ -19,9 +19,15 @@ const EXAMPLE_SET: &str = "data/examples/examples.jsonl";
 Source formats (KIND=PATH):
   pku          PKU-SafeRLHF JSONL/.jsonl.gz: prompt, response_0/1, is_response_{0,1}_safe,
                optional response_{0,1}_harm_category and split (two records per row)
-  beavertails  BeaverTails JSONL/.jsonl.gz: prompt, response, is_safe, category, optional split
+  beavertails  BeaverTails JSONL/.jsonl.gz: prompt, response, is_safe, category, optional split;
+               or GuardReasoner's JSON list of {instruction, input, output} (detected by shape)
+  saferlhf-mini  JailbreakEval Safe-RLHF-mini CSV question,answer,label (1 = unsafe)
+  jailjudge    JailbreakEval JAILJUDGE-mini CSV question,answer,label,hazard_cate_llamaguard3,...
+               (1 = jailbroken; the hazard category is the topic)
   gptfuzz      GPTFuzz CSV question,Response,label; question_list.csv beside it or
                --gptfuzz-questions
+  coconot      CoCoNot preference JSONL (id, category, subcategory, prompt, chosen, rejected):
+               rows of \"Requests with safety concerns\"; chosen and rejected are both label 0
   xstest       XSTest v2 completion CSV, a directory of them, or a glob such as
                'raw/xstest/*completions*.csv'; written to --eval-out, never to --out
   jsonl        {\"prompt\",\"response\",\"label\"} JSONL; id/split/topic/source and the other schema
@@ -32,7 +38,8 @@ Parquet files are not read; convert one first, e.g.
 Without --source, the public files under --shared-data are used when present, otherwise the
 project's example set (data/examples/examples.jsonl).")]
 pub struct Args {
-    /// A source as KIND=PATH (repeatable); KIND is pku, beavertails, gptfuzz, xstest or jsonl.
+    /// A source as KIND=PATH (repeatable); KIND is pku, beavertails, saferlhf-mini, jailjudge,
+    /// gptfuzz, coconot, xstest or jsonl.
     #[arg(long = "source", value_name = "KIND=PATH")]
     pub sources: Vec<SourceSpec>,
     /// Training JSONL to write.

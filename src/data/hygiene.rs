@@ -17,7 +17,7 @@ pub struct Staged {
 }
 
 /// What [`dedup`] removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DedupReport {
     /// Extra copies of a prompt+response pair that all agree on the label.
     pub duplicates_dropped: usize,
@@ -25,6 +25,11 @@ pub struct DedupReport {
     pub conflicting_pairs: usize,
     /// Records removed because their pair is conflicting (every copy goes).
     pub conflict_records_dropped: usize,
+    /// Dropped duplicate copies by their source, then by the source whose copy was kept: shows
+    /// how much the sources overlap (`{"beavertails": {"pku_saferlhf": 129}}`).
+    pub duplicates_by_source: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Conflict-dropped records by source: where the label disagreements come from.
+    pub conflict_records_by_source: BTreeMap<String, usize>,
 }
 
 /// Keeps the first copy of every exact prompt+response pair and drops every copy of a pair that
@@ -54,9 +59,19 @@ pub fn dedup(drafts: Vec<Draft>) -> (Vec<Draft>, DedupReport) {
             if g.labels == 0b11 {
                 report.conflict_records_dropped += 1;
                 report.conflicting_pairs += usize::from(g.first == i);
+                *report
+                    .conflict_records_by_source
+                    .entry(d.source.clone())
+                    .or_default() += 1;
                 false
             } else if g.first != i {
                 report.duplicates_dropped += 1;
+                *report
+                    .duplicates_by_source
+                    .entry(d.source.clone())
+                    .or_default()
+                    .entry(drafts[g.first].source.clone())
+                    .or_default() += 1;
                 false
             } else {
                 true
@@ -215,6 +230,12 @@ mod tests {
         assert_eq!(report.duplicates_dropped, 1);
         assert_eq!(report.conflicting_pairs, 1);
         assert_eq!(report.conflict_records_dropped, 3);
+        let jsonl = |n| BTreeMap::from([("jsonl".to_string(), n)]);
+        assert_eq!(
+            report.duplicates_by_source,
+            BTreeMap::from([("jsonl".to_string(), jsonl(1))])
+        );
+        assert_eq!(report.conflict_records_by_source, jsonl(3));
     }
 
     #[test]

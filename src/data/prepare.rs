@@ -3,11 +3,11 @@
 //! summary. Everything is deterministic, so a rerun writes byte-identical files.
 //!
 //! Rules, in order:
-//! * `prompt_intent`: what the source says (GPTFuzz questions and XSTest `contrast_*` prompts are
-//!   harmful, other XSTest prompts benign; an active PKU/BeaverTails harm category or an explicit
-//!   JSONL field); otherwise `harmful` when any response to the same normalized prompt in the set is
+//! * `prompt_intent`: what the source says (GPTFuzz questions, JAILJUDGE prompts and XSTest
+//!   `contrast_*` prompts are harmful, other XSTest prompts and CoCoNot's benign-but-risky ones
+//!   benign; an active PKU/BeaverTails harm category or an explicit JSONL field); otherwise `harmful` when any response to the same normalized prompt in the set is
 //!   labelled 1, else `unknown`.
-//! * `response_behavior`: explicit (XSTest final label, JSONL field); else `unsafe_compliance` for
+//! * `response_behavior`: explicit (XSTest final label, CoCoNot chosen/rejected, JSONL field); else `unsafe_compliance` for
 //!   label 1, `refusal` for a label-0 response to a prompt not known to be benign that opens with a
 //!   refusal phrase (`data::refusal`), `safe_answer` otherwise.
 //! * `id`: explicit (JSONL) or `<kind>-<content_hash>` (`<source>-<hash>` for JSONL).
@@ -240,16 +240,32 @@ pub fn write_summary(path: &Path, summary: &Summary) -> Result<()> {
     crate::fsutil::write_bytes_atomic(path, &bytes)
 }
 
-/// The public sources under a shared data folder (`../shared/data` by default) that exist there:
-/// PKU-SafeRLHF, GPTFuzz and XSTest in their published layout.
+/// The public sources under a shared data folder (`../shared/data` by default) that exist there,
+/// in their published layout (see its README). The order matters: when two sources carry the same
+/// prompt+response, dedup keeps the first copy, so PKU-SafeRLHF (whose label rule is ours) comes
+/// first and its JailbreakEval mini copy next, before BeaverTails' broader crowd labels.
 pub fn default_sources(shared: &Path) -> Vec<SourceSpec> {
-    let candidates: [(SourceKind, PathBuf); 3] = [
+    let raw = shared.join("raw");
+    let candidates: [(SourceKind, PathBuf); 7] = [
         (
             SourceKind::Pku,
-            shared.join("raw/pku_saferlhf/pku_saferlhf_test_subset.jsonl"),
+            raw.join("pku_saferlhf/pku_saferlhf_test_subset.jsonl"),
         ),
-        (SourceKind::GptFuzz, shared.join("raw/gptfuzz/train.csv")),
-        (SourceKind::XsTest, shared.join("raw/xstest")),
+        (
+            SourceKind::SafeRlhfMini,
+            raw.join("jailbreakeval/Safe-RLHFmini.csv"),
+        ),
+        (
+            SourceKind::BeaverTails,
+            raw.join("beavertails/beavertails_3k.json"),
+        ),
+        (
+            SourceKind::JailJudge,
+            raw.join("jailbreakeval/JAILJUDGEmini.csv"),
+        ),
+        (SourceKind::GptFuzz, raw.join("gptfuzz/train.csv")),
+        (SourceKind::CoCoNot, raw.join("coconot/coconot_pref.jsonl")),
+        (SourceKind::XsTest, raw.join("xstest")),
     ];
     candidates
         .into_iter()

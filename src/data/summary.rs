@@ -40,6 +40,10 @@ pub struct SetSummary {
     pub duplicates_dropped: usize,
     pub conflicting_pairs: usize,
     pub conflict_records_dropped: usize,
+    /// Dropped duplicates by source, then by the source whose copy was kept.
+    pub duplicates_by_source: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Conflict-dropped records by source.
+    pub conflict_records_by_source: BTreeMap<String, usize>,
     /// Records moved to a stricter split so that no prompt straddles splits.
     pub split_reassigned: usize,
     /// Training records dropped because their prompt is in the evaluation set.
@@ -56,6 +60,8 @@ impl SetSummary {
             duplicates_dropped: dedup.duplicates_dropped,
             conflicting_pairs: dedup.conflicting_pairs,
             conflict_records_dropped: dedup.conflict_records_dropped,
+            duplicates_by_source: dedup.duplicates_by_source,
+            conflict_records_by_source: dedup.conflict_records_by_source,
             ..SetSummary::default()
         };
         let mut prompts = HashSet::new();

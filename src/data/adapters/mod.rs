@@ -3,7 +3,10 @@
 //! the same for all sources (ids, splits, hygiene) happens later, in `prepare`.
 
 mod beavertails;
+mod coconot;
 mod gptfuzz;
+mod guardreasoner;
+mod jailbreakeval;
 mod jsonl;
 mod paths;
 mod pku;
@@ -20,10 +23,17 @@ use std::str::FromStr;
 pub enum SourceKind {
     /// PKU-SafeRLHF rows: two responses per prompt, each with its own safety flag.
     Pku,
-    /// BeaverTails rows: one response, `is_safe` and a category map.
+    /// BeaverTails rows: one response, `is_safe` and a category map (JSONL), or GuardReasoner's
+    /// JSON list of `{"instruction","input","output"}` classifier prompts.
     BeaverTails,
+    /// JailbreakEval's Safe-RLHF-mini CSV (`question,answer,label`, 1 = unsafe).
+    SafeRlhfMini,
+    /// JailbreakEval's JAILJUDGE-mini CSV (jailbreak-style prompts, 1 = jailbroken).
+    JailJudge,
     /// GPTFuzz labelled responses (CSV) with their question list.
     GptFuzz,
+    /// CoCoNot preference pairs: benign-but-risky prompts with a helpful and a refusing answer.
+    CoCoNot,
     /// XSTest v2 completion CSVs: the over-blocking evaluation set, never training data.
     XsTest,
     /// The simple `{"prompt","response","label"}` JSONL (extra schema fields kept).
@@ -32,19 +42,26 @@ pub enum SourceKind {
 
 impl SourceKind {
     /// Every kind, in the order sources are processed and reported.
-    pub const ALL: [SourceKind; 5] = [
+    pub const ALL: [SourceKind; 8] = [
         SourceKind::Pku,
         SourceKind::BeaverTails,
+        SourceKind::SafeRlhfMini,
+        SourceKind::JailJudge,
         SourceKind::GptFuzz,
+        SourceKind::CoCoNot,
         SourceKind::XsTest,
         SourceKind::Jsonl,
     ];
 
-    /// The command-line name (`pku`, `beavertails`, `gptfuzz`, `xstest`, `jsonl`).
+    /// The command-line name (`pku`, `beavertails`, `saferlhf-mini`, `jailjudge`, `gptfuzz`,
+    /// `coconot`, `xstest`, `jsonl`).
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Pku => "pku",
             SourceKind::BeaverTails => "beavertails",
+            SourceKind::SafeRlhfMini => "saferlhf-mini",
+            SourceKind::JailJudge => "jailjudge",
+            SourceKind::CoCoNot => "coconot",
             SourceKind::GptFuzz => "gptfuzz",
             SourceKind::XsTest => "xstest",
             SourceKind::Jsonl => "jsonl",
@@ -56,6 +73,9 @@ impl SourceKind {
         match self {
             SourceKind::Pku => "pku_saferlhf",
             SourceKind::BeaverTails => "beavertails",
+            SourceKind::SafeRlhfMini => "safe_rlhf_mini",
+            SourceKind::JailJudge => "jailjudge_mini",
+            SourceKind::CoCoNot => "coconot",
             SourceKind::GptFuzz => "gptfuzz",
             SourceKind::XsTest => "xstest",
             SourceKind::Jsonl => "jsonl",
@@ -77,8 +97,10 @@ impl FromStr for SourceKind {
             .into_iter()
             .find(|k| k.as_str() == wanted)
             .ok_or_else(|| {
+                let names: Vec<&str> = SourceKind::ALL.iter().map(|k| k.as_str()).collect();
+                let names = names.join(", ");
                 Error::Argument(format!(
-                    "unknown source kind `{s}` (expected pku, beavertails, gptfuzz, xstest or jsonl)"
+                    "unknown source kind `{s}` (expected one of {names})"
                 ))
             })
     }
@@ -241,7 +263,14 @@ pub fn load(spec: &SourceSpec, opts: &AdapterOptions) -> Result<(Vec<Draft>, Sou
         paths::check_extension(spec.kind, file)?;
         match spec.kind {
             SourceKind::Pku => pku::load(file, &mut c)?,
+            SourceKind::BeaverTails if guardreasoner::is_json_list(file)? => {
+                guardreasoner::load(file, &mut c)?
+            }
             SourceKind::BeaverTails => beavertails::load(file, &mut c)?,
+            SourceKind::SafeRlhfMini | SourceKind::JailJudge => {
+                jailbreakeval::load(spec.kind, file, &mut c)?
+            }
+            SourceKind::CoCoNot => coconot::load(file, &mut c)?,
             SourceKind::GptFuzz => gptfuzz::load(file, opts, &mut c)?,
             SourceKind::XsTest => xstest::load(file, &mut c)?,
             SourceKind::Jsonl => jsonl::load(file, &mut c)?,

@@ -82,12 +82,16 @@ pub fn check_extension(kind: SourceKind, file: &Path) -> Result<()> {
         )));
     }
     let csv = name.ends_with(".csv") || name.ends_with(".csv.gz");
-    let wants_csv = matches!(kind, SourceKind::GptFuzz | SourceKind::XsTest);
+    let wants_csv = matches!(
+        kind,
+        SourceKind::GptFuzz | SourceKind::XsTest | SourceKind::SafeRlhfMini | SourceKind::JailJudge
+    );
     if csv != wants_csv {
-        let want = if wants_csv {
-            "a .csv"
-        } else {
-            "a .jsonl or .jsonl.gz"
+        let want = match kind {
+            _ if wants_csv => "a .csv",
+            // GuardReasoner redistributes BeaverTails as one JSON list.
+            SourceKind::BeaverTails => "a .jsonl, .jsonl.gz or .json (a JSON list)",
+            _ => "a .jsonl or .jsonl.gz",
         };
         let msg = format!(
             "{}: {} sources are read from {want} file",
