@@ -5,12 +5,29 @@ use crate::error::{IoContext, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The temporary sibling a file is written to before it is renamed into place.
+/// The temporary sibling a file is written to before it is renamed into place:
+/// `NAME.tmpPID.N`, unique per process and call (threads of one process may write the same file),
+/// and recognizable by [`temp_base`] so a store removes only temp files of its own names.
 pub fn temp_path(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    name.push(format!(".tmp{}.{n}", std::process::id()));
     path.with_file_name(name)
+}
+
+/// The file name a temp file made by [`temp_path`] stands for (`a.json.tmp12.3` -> `a.json`;
+/// the older `a.json.tmp12` form too), or `None` for any other name (`page.tmpl`, `x.tmp.bak`).
+pub fn temp_base(name: &str) -> Option<&str> {
+    let (base, suffix) = name.rsplit_once(".tmp")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let ok = match suffix.split_once('.') {
+        Some((pid, n)) => digits(pid) && digits(n),
+        None => digits(suffix),
+    };
+    (ok && !base.is_empty()).then_some(base)
 }
 
 /// Writes a file atomically: `write` fills a buffered temp file, which is synced and renamed over
@@ -78,6 +95,29 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"one", "original kept");
         let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temp file removed");
+    }
+
+    #[test]
+    fn temp_names_are_recognized_exactly() {
+        let t = temp_path(Path::new("d/meta.json"));
+        let name = t.file_name().unwrap().to_str().unwrap();
+        assert_eq!(temp_base(name), Some("meta.json"));
+        assert_ne!(
+            temp_path(Path::new("x")),
+            temp_path(Path::new("x")),
+            "unique per call"
+        );
+        assert_eq!(temp_base("rows.jsonl.tmp123"), Some("rows.jsonl"));
+        for other in [
+            "page.tmpl",
+            "my.tmp.bak",
+            "a.tmp",
+            "a.tmp12.",
+            "a.tmp1.2.3",
+            ".tmp1",
+        ] {
+            assert_eq!(temp_base(other), None, "{other}");
+        }
     }
 
     #[test]

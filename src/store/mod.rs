@@ -4,11 +4,13 @@
 //! [`StoreWriter`] (resumable, atomic), read by [`ActivationStore`], several read as one by
 //! [`ActivationSet`]; [`tensors`] is the safetensors I/O underneath.
 
+mod layout;
 mod reader;
 pub mod set;
 pub mod tensors;
 mod writer;
 
+pub use layout::LOCK_FILE;
 pub use reader::ActivationStore;
 pub use set::{expand_store_paths, ActivationSet};
 pub use writer::*;
