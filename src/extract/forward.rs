@@ -40,6 +40,16 @@ pub fn prepare_rows(
                     .truncate(&mut enc, max)
                     .map_err(|e| Error::Extract(format!("row `{}`: {e}", r.id)))?;
             }
+            if let Some(ctx) = files.manifest.max_position_embeddings {
+                if enc.ids.len() > ctx {
+                    return Err(Error::Extract(format!(
+                        "row `{}` is {} tokens, beyond the model's context of {ctx}: pass \
+                         --max-tokens {ctx} or less to truncate it",
+                        r.id,
+                        enc.ids.len()
+                    )));
+                }
+            }
             let response = enc.response.clone().unwrap_or(0..0);
             if response.is_empty() {
                 return Err(Error::Extract(format!(
