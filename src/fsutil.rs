@@ -53,6 +53,48 @@ where
     result.at(path)
 }
 
+/// A path's identity for "is this the same file": the canonical path when it exists, else its
+/// canonical folder plus its name, else the absolute path with `.` and `..` resolved. Different
+/// spellings of one file (`./a`, `d/../a`, an absolute path, a symlink) give the same key.
+pub fn path_key(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    let absolute = std::env::current_dir().unwrap_or_default().join(path);
+    let mut lexical = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                lexical.pop();
+            }
+            other => lexical.push(other),
+        }
+    }
+    match (
+        lexical.parent().map(Path::canonicalize),
+        lexical.file_name(),
+    ) {
+        (Some(Ok(dir)), Some(name)) => dir.join(name),
+        _ => lexical,
+    }
+}
+
+/// Refuses outputs that name one file twice (under any spelling): the later write would
+/// replace the earlier. `outputs` pairs each path with the flag that gave it.
+pub fn check_distinct_outputs(outputs: &[(&str, &Path)]) -> Result<()> {
+    for (i, (flag, path)) in outputs.iter().enumerate() {
+        let key = path_key(path);
+        if let Some((other, _)) = outputs[..i].iter().find(|(_, p)| path_key(p) == key) {
+            return Err(crate::Error::Argument(format!(
+                "{other} and {flag} both name {}; each output needs its own file",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Writes bytes atomically.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |w| w.write_all(bytes))
@@ -118,6 +160,24 @@ mod tests {
         ] {
             assert_eq!(temp_base(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn outputs_naming_one_file_are_refused_under_any_spelling() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        let same = dir.path().join("sub/../a.jsonl");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let err = check_distinct_outputs(&[("--out", &a), ("--summary", &same)]).unwrap_err();
+        assert!(
+            err.to_string().contains("--out and --summary both name"),
+            "{err}"
+        );
+        std::fs::write(&a, "x").unwrap();
+        let dotted = dir.path().join("./a.jsonl");
+        assert!(check_distinct_outputs(&[("--out", &a), ("--eval-out", &dotted)]).is_err());
+        let b = dir.path().join("b.jsonl");
+        assert!(check_distinct_outputs(&[("--out", &a), ("--eval-out", &b)]).is_ok());
     }
 
     #[test]
