@@ -258,3 +258,28 @@ fn unusable_data_and_lengths_are_refused_up_front() {
         "{err}"
     );
 }
+
+/// Issue 17 item 10: a relative and an absolute path to one model folder were different models
+/// on resume ("holds a store made with other arguments").
+#[test]
+fn one_model_folder_under_two_spellings_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join(DATA);
+    let out = tmp.path().join("s");
+    let args = ["--max-examples", "6"];
+    ok(extract(Path::new("models/tiny-qwen3"), &data, &out, &args)
+        .output()
+        .unwrap());
+    let stdout = ok(extract(&model_dir("tiny-qwen3"), &data, &out, &args)
+        .output()
+        .unwrap());
+    assert!(stdout.contains("extracted 0 rows"), "{stdout}");
+    ok(extract(
+        Path::new("./models/../models/tiny-qwen3"),
+        &data,
+        &out,
+        &args,
+    )
+    .output()
+    .unwrap());
+}

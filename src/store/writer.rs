@@ -78,6 +78,12 @@ impl StoreMeta {
         for k in ["complete", "row_count", "truncated"] {
             obj.remove(k);
         }
+        // `models/x`, `./models/x` and `/abs/models/x` are one model folder (the hashes compared
+        // alongside say it is the same model; the spelling must not block a resume).
+        if Path::new(&self.model).exists() {
+            let key = crate::fsutil::path_key(Path::new(&self.model));
+            obj.insert("model".into(), key.display().to_string().into());
+        }
         v
     }
 
