@@ -214,3 +214,45 @@ fn falls_back_to_the_example_set() {
         "the example set's own splits are consistent"
     );
 }
+
+/// Issue 17 item 4: outputs naming one file overwrote each other (training data replaced by
+/// the summary), exit 0.
+#[test]
+fn outputs_naming_one_file_are_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let old = dir.path().join("out/train.jsonl");
+    std::fs::write(&old, "old training data\n").unwrap();
+    let pku = source("pku", "pku.jsonl");
+    let xstest = source("xstest", "xstest");
+    let abs = old.display().to_string();
+    for (flag, same) in [
+        ("--summary", "./out/../out/train.jsonl"),
+        ("--eval-out", abs.as_str()),
+    ] {
+        let out = prepare(
+            dir.path(),
+            &[
+                "--out",
+                "out/train.jsonl",
+                flag,
+                same,
+                "--source",
+                &pku,
+                "--source",
+                &xstest,
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(
+            err.contains(&format!("--out and {flag} both name")),
+            "{flag}: {err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&old).unwrap(),
+            "old training data\n",
+            "nothing written"
+        );
+    }
+}

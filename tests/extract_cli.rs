@@ -218,3 +218,68 @@ fn progress_is_logged_when_stderr_is_not_a_terminal() {
     assert!(err.contains("extracted 20/20 rows"), "{err}");
     assert!(err.contains("rows/s") && err.contains("eta"), "{err}");
 }
+
+/// Issue 17 items 3 and 10: an empty data file made an empty store (exit 0), a folder as
+/// --data was "not found", and --max-tokens beyond the context was accepted.
+#[test]
+fn unusable_data_and_lengths_are_refused_up_front() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = model_dir("tiny-qwen3");
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    let err = fail(
+        extract(&model, &empty, &tmp.path().join("s1"), &[])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("empty.jsonl") && err.contains("no examples"),
+        "{err}"
+    );
+    let err = fail(
+        extract(&model, tmp.path(), &tmp.path().join("s2"), &[])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("is a directory"), "{err}");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join(DATA);
+    let err = fail(
+        extract(
+            &model,
+            &data,
+            &tmp.path().join("s3"),
+            &["--max-tokens", "100000000"],
+        )
+        .output()
+        .unwrap(),
+    );
+    assert!(
+        err.contains("--max-tokens 100000000 exceeds the model's context"),
+        "{err}"
+    );
+}
+
+/// Issue 17 item 10: a relative and an absolute path to one model folder were different models
+/// on resume ("holds a store made with other arguments").
+#[test]
+fn one_model_folder_under_two_spellings_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join(DATA);
+    let out = tmp.path().join("s");
+    let args = ["--max-examples", "6"];
+    ok(extract(Path::new("models/tiny-qwen3"), &data, &out, &args)
+        .output()
+        .unwrap());
+    let stdout = ok(extract(&model_dir("tiny-qwen3"), &data, &out, &args)
+        .output()
+        .unwrap());
+    assert!(stdout.contains("extracted 0 rows"), "{stdout}");
+    ok(extract(
+        Path::new("./models/../models/tiny-qwen3"),
+        &data,
+        &out,
+        &args,
+    )
+    .output()
+    .unwrap());
+}

@@ -262,6 +262,15 @@ fn bad_prompts_are_refused_with_clear_errors() {
         err.to_string().contains("exceeds the model's context"),
         "{err}"
     );
+    // Issue 17 item 3: prompt + usize::MAX wrapped and decoding ran past the context, forever.
+    let err = generate_batch(&mut model, &["hi".into()], None, &opts(usize::MAX), sink())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("--max-new-tokens 18446744073709551615 exceeds the model's context"),
+        "{err}"
+    );
 }
 
 /// risk = sigmoid(2 h[0] / rms(h)): unsaturated whatever the model's activation scale, so

@@ -189,6 +189,24 @@ fn extract_train_eval_generate() {
         "0.5",
     ]));
     assert!(e.contains("add --stream"), "{e}");
+    // Issue 17 item 10: a negative value reaches the range check (not taken for a flag).
+    for flag in ["--threshold", "--pause-threshold"] {
+        let e = fail(oc(&[
+            "generate",
+            "--model",
+            s(&model),
+            "--probe",
+            s(&probe),
+            "--prompt",
+            "Hello",
+            flag,
+            "-1",
+        ]));
+        assert!(
+            e.contains(&format!("{flag} must be in [0, 1], got -1")),
+            "{flag}: {e}"
+        );
+    }
 
     let json = ok(oc(&[
         "generate",

@@ -325,3 +325,84 @@ fn unusable_data_gives_clear_errors() {
     };
     assert!(err_text(train_store(&d, 4, &bad)).contains("alphas"));
 }
+
+/// Issue 17 items 6 and 10: an edited `layer` in config.json was applied silently; a corrupt
+/// probe.safetensors was reported as an "activation store" error and a bad `threshold` in
+/// config.json as `--threshold`.
+#[test]
+fn tampered_or_broken_probe_files_are_refused_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    write_store(
+        &store,
+        &Synth {
+            rows: 600,
+            ..Synth::default()
+        },
+    );
+    let dir = tmp.path().join("probe");
+    train_store(&store, 4, &quick())
+        .unwrap()
+        .write(&dir)
+        .unwrap();
+    let cfg_path = dir.join("config.json");
+    let config = std::fs::read_to_string(&cfg_path).unwrap();
+    let edit = |from: &str, to: &str| {
+        assert!(config.contains(from), "{from} in {config}");
+        std::fs::write(&cfg_path, config.replacen(from, to, 1)).unwrap();
+    };
+
+    // `layer` edited: the identity recorded in the tensors no longer matches.
+    edit("\"layer\": 4,", "\"layer\": 2,");
+    let err = err_text(Probe::load(&dir));
+    assert!(
+        err.contains("config.json") && err.contains("changed since training"),
+        "{err}"
+    );
+    // Both edited consistently: the tensors still say which layer they were trained on.
+    std::fs::write(
+        &cfg_path,
+        config
+            .replacen("\"layer\": 4,", "\"layer\": 2,", 1)
+            .replacen("\"layer_index\": 4,", "\"layer_index\": 2,", 1),
+    )
+    .unwrap();
+    let err = err_text(Probe::load(&dir));
+    assert!(err.contains("layer_index changed since training"), "{err}");
+
+    // A threshold is a guard setting and may be tuned by hand, but must be in range.
+    edit(
+        "\"threshold\": ",
+        "\"threshold\": 0.5, \"x_old_threshold\": ",
+    );
+    Probe::load(&dir).expect("tuned threshold accepted");
+    let bad = config.replacen("\"threshold\": ", "\"threshold\": 7.0, \"x\": ", 1);
+    std::fs::write(&cfg_path, bad).unwrap();
+    let err = err_text(Probe::load(&dir));
+    assert!(
+        err.contains("config.json: field `threshold`: must be in [0, 1], got 7")
+            && !err.contains("--threshold"),
+        "{err}"
+    );
+    std::fs::write(&cfg_path, &config).unwrap();
+
+    // Corrupt tensors: a probe error naming the file, not an activation store one.
+    let tensors = dir.join("probe.safetensors");
+    let bytes = std::fs::read(&tensors).unwrap();
+    std::fs::write(&tensors, &bytes[..bytes.len() / 2]).unwrap();
+    let err = err_text(Probe::load(&dir));
+    assert!(
+        err.starts_with("probe: ")
+            && err.contains("probe.safetensors")
+            && !err.contains("activation store"),
+        "{err}"
+    );
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x40;
+    std::fs::write(&tensors, &flipped).unwrap();
+    let err = err_text(Probe::load(&dir));
+    assert!(err.contains("weights changed since training"), "{err}");
+    std::fs::write(&tensors, &bytes).unwrap();
+    Probe::load(&dir).expect("restored probe loads");
+}

@@ -175,3 +175,138 @@ fn an_empty_store_list_is_an_error_not_a_panic() {
     let e = e.to_string();
     assert!(e.contains("--activations"), "{e}");
 }
+
+/// A store of rows [0, n) in shards of 2, left unfinished (as a killed run leaves it).
+fn interrupted_store(d: &Path, n: usize) {
+    let mut w = StoreWriter::create_or_resume(d, meta(None)).unwrap();
+    write_rows(&mut w, 0, n);
+}
+
+/// Issue 17 item 1: the scan removed every name containing `.tmp` or starting `shard-NNNNN`.
+#[test]
+fn resume_removes_only_files_the_store_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("store");
+    interrupted_store(&d, 4);
+    let theirs = [
+        "page.tmpl",
+        "my.tmp.bak",
+        "shard-00007-notes.txt",
+        "shard-12345.csv",
+    ];
+    for f in theirs {
+        std::fs::write(d.join(f), "user data").unwrap();
+    }
+    let ours = ["shard-00002.rows.jsonl", "shard-00002.safetensors.tmp77.3"];
+    for f in ours {
+        std::fs::write(d.join(f), "leftover").unwrap();
+    }
+    let w = StoreWriter::create_or_resume(&d, meta(None)).unwrap();
+    assert_eq!(w.rows_done(), 4);
+    for f in theirs {
+        assert!(d.join(f).exists(), "{f} must survive");
+    }
+    for f in ours {
+        assert!(!d.join(f).exists(), "{f} is a leftover of the store");
+    }
+}
+
+/// Issue 17 item 1: `extract --out` / `merge --out` into a folder of other files wrote into it.
+#[test]
+fn a_non_empty_folder_without_a_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("docs");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("page.tmpl"), "keep me").unwrap();
+    let err = StoreWriter::create_or_resume(&d, meta(None))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains(&d.display().to_string()) && err.contains("not empty"),
+        "{err}"
+    );
+    assert!(err.contains("page.tmpl") && err.contains("--out"), "{err}");
+    let names: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
+    assert_eq!(names.len(), 1, "nothing written into it");
+
+    // merge goes through the same writer
+    let src = dir.path().join("src");
+    let mut w = StoreWriter::create_or_resume(&src, meta(None)).unwrap();
+    write_rows(&mut w, 0, 5);
+    w.finish(0).unwrap();
+    let set = ActivationSet::open(&[src]).unwrap();
+    let err = set.merge_into(&d, 2).unwrap_err().to_string();
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("page.tmpl")).unwrap(),
+        "keep me"
+    );
+}
+
+/// Issue 17 item 7: two writers on one store both ran.
+#[test]
+fn a_second_writer_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("store");
+    let first = StoreWriter::create_or_resume(&d, meta(None)).unwrap();
+    let err = StoreWriter::create_or_resume(&d, meta(None))
+        .err()
+        .expect("second writer refused")
+        .to_string();
+    let pid = std::process::id().to_string();
+    assert!(
+        err.contains(&format!("process {pid}")) && err.contains("being written"),
+        "{err}"
+    );
+    drop(first);
+    StoreWriter::create_or_resume(&d, meta(None)).expect("free again once the first is done");
+}
+
+/// Issue 17 item 5: a rows file missing a line resumed as complete (a duplicate and a lost
+/// row); a truncated tensors file was accepted until `train`.
+#[test]
+fn resume_verifies_committed_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("store");
+    interrupted_store(&d, 4);
+    let rows = d.join("shard-00000.rows.jsonl");
+    let text = std::fs::read_to_string(&rows).unwrap();
+    std::fs::write(&rows, text.lines().next().unwrap().to_string() + "\n").unwrap();
+    let err = StoreWriter::create_or_resume(&d, meta(None))
+        .err()
+        .expect("missing line detected")
+        .to_string();
+    assert!(
+        err.contains("shard-00000") && err.contains("damaged") && err.contains("delete"),
+        "{err}"
+    );
+    std::fs::write(&rows, &text).unwrap();
+    StoreWriter::create_or_resume(&d, meta(None)).expect("restored shard accepted");
+
+    let tensors = d.join("shard-00001.safetensors");
+    let bytes = std::fs::read(&tensors).unwrap();
+    std::fs::write(&tensors, &bytes[..bytes.len() - 5]).unwrap();
+    let err = StoreWriter::create_or_resume(&d, meta(None))
+        .err()
+        .expect("truncated tensors detected")
+        .to_string();
+    assert!(
+        err.contains("shard-00001.safetensors") && err.contains("damaged"),
+        "{err}"
+    );
+
+    // same length, one value changed: only the recorded checksum sees it
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x01;
+    std::fs::write(&tensors, &flipped).unwrap();
+    let err = StoreWriter::create_or_resume(&d, meta(None))
+        .err()
+        .expect("changed tensor data detected")
+        .to_string();
+    assert!(
+        err.contains("shard-00001") && err.contains("changed"),
+        "{err}"
+    );
+}

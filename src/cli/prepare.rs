@@ -103,6 +103,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if prepared.training.is_empty() {
         bail!("no training records were produced from the given sources");
     }
+    let eval_out = args
+        .eval_out
+        .clone()
+        .unwrap_or_else(|| sibling(&args.out, "xstest_eval.jsonl"));
+    // Checked before writing anything: a later output must never replace an earlier one.
+    let mut outputs = vec![("--out", args.out.as_path())];
+    if prepared.summary.eval.is_some() || args.eval_out.is_some() {
+        outputs.push(("--eval-out", eval_out.as_path()));
+    }
+    if let Some(summary) = &args.summary {
+        outputs.push(("--summary", summary.as_path()));
+    }
+    open_constitution::fsutil::check_distinct_outputs(&outputs)?;
     write_jsonl(&args.out, &prepared.training)?;
     let t = &prepared.summary.training;
     tracing::info!(
@@ -116,11 +129,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "wrote training data"
     );
     if let Some(eval) = &prepared.summary.eval {
-        let path = args
-            .eval_out
-            .clone()
-            .unwrap_or_else(|| sibling(&args.out, "xstest_eval.jsonl"));
-        write_jsonl(&path, &prepared.eval)?;
+        let path = &eval_out;
+        write_jsonl(path, &prepared.eval)?;
         tracing::info!(path = %path.display(), records = eval.total, by_label = ?eval.by_label, "wrote evaluation data");
     }
     if let Some(path) = &args.summary {

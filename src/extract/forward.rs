@@ -40,6 +40,16 @@ pub fn prepare_rows(
                     .truncate(&mut enc, max)
                     .map_err(|e| Error::Extract(format!("row `{}`: {e}", r.id)))?;
             }
+            if let Some(ctx) = files.manifest.max_position_embeddings {
+                if enc.ids.len() > ctx {
+                    return Err(Error::Extract(format!(
+                        "row `{}` is {} tokens, beyond the model's context of {ctx}: pass \
+                         --max-tokens {ctx} or less to truncate it",
+                        r.id,
+                        enc.ids.len()
+                    )));
+                }
+            }
             let response = enc.response.clone().unwrap_or(0..0);
             if response.is_empty() {
                 return Err(Error::Extract(format!(
@@ -258,6 +268,7 @@ pub fn extract_into(
             continue;
         }
         let pooled = forward_pooled(decoder, &todo, &settings.layers, settings.pooling, pad_id)?;
+        check_finite(&pooled, &todo, &settings.layers)?;
         pending_rows.extend(todo.iter().map(|r| r.meta.clone()));
         pending.push(pooled);
         done_tokens += todo.iter().map(|r| r.ids.len()).sum::<usize>();
@@ -281,6 +292,28 @@ pub fn extract_into(
             n,
             settings.layers.len(),
         )?;
+    }
+    Ok(())
+}
+
+/// Refuses NaN or infinite pooled states, naming the first row and layer that has one: a damaged
+/// graph or an fp16 overflow, which a probe must not be trained on.
+pub(crate) fn check_finite(
+    pooled: &[Array2<f32>],
+    rows: &[&PreparedRow],
+    layers: &[usize],
+) -> Result<()> {
+    for (m, layer) in pooled.iter().zip(layers) {
+        for (b, row) in m.rows().into_iter().enumerate() {
+            if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+                return Err(Error::Extract(format!(
+                    "row `{}`: hidden state {layer} is not finite ({v}); the graph is damaged or \
+                     overflowed (an fp16 graph?): check the model (re-export it, or use the \
+                     float32 export)",
+                    rows[b].meta.id
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -314,4 +347,42 @@ fn flush(
         blocks.push(tail);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str) -> PreparedRow {
+        PreparedRow {
+            ids: vec![1, 2],
+            response: 1..2,
+            meta: RowMeta {
+                id: id.into(),
+                label: 0,
+                split: None,
+                topic: None,
+                source: None,
+                tokens: 2,
+                prompt_hash: String::new(),
+                truncated: false,
+            },
+        }
+    }
+
+    /// Issue 17 item 6: NaN states from a damaged graph were stored and trained on.
+    #[test]
+    fn non_finite_states_are_refused_naming_the_row() {
+        let (a, b) = (row("a"), row("b"));
+        let mut m = Array2::<f32>::zeros((2, 3));
+        check_finite(&[m.clone()], &[&a, &b], &[5]).unwrap();
+        m[[1, 2]] = f32::NAN;
+        let err = check_finite(&[Array2::zeros((2, 3)), m], &[&a, &b], &[3, 5])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("row `b`: hidden state 5 is not finite (NaN)"),
+            "{err}"
+        );
+    }
 }

@@ -94,16 +94,23 @@ pub struct ExtractSummary {
 
 /// The job's rows: read and validated, sampled (`max_examples`) and filtered to its shard.
 pub fn select_rows(job: &ExtractJob) -> Result<(Vec<Example>, ReadReport)> {
-    if !job.data.is_file() {
-        return Err(crate::Error::Argument(format!(
-            "data file {} not found: make it with `just prepare-data` (or pass --data FILE)",
-            job.data.display()
-        )));
-    }
+    check_data_path(&job.data)?;
     let opts = ReadOptions {
         skip_invalid: job.skip_invalid,
     };
     let (examples, read) = read_examples(&job.data, &opts)?;
+    if examples.is_empty() {
+        return Err(crate::Error::Argument(format!(
+            "data file {} has no examples{}: nothing to extract (make it with `just \
+             prepare-data`)",
+            job.data.display(),
+            if read.skipped > 0 {
+                " (every line was invalid and skipped)"
+            } else {
+                ""
+            }
+        )));
+    }
     let ids: Vec<&str> = examples.iter().map(|e| e.id.as_str()).collect();
     let labels: Vec<u8> = examples.iter().map(|e| e.label).collect();
     let chosen = match job.max_examples {
@@ -120,6 +127,33 @@ pub fn select_rows(job: &ExtractJob) -> Result<(Vec<Example>, ReadReport)> {
         .cloned()
         .collect();
     Ok((rows, read))
+}
+
+/// A data path must be a file: a folder or a missing path each get their own message.
+fn check_data_path(data: &std::path::Path) -> Result<()> {
+    let problem = if data.is_dir() {
+        "is a directory, not a data file"
+    } else if !data.exists() {
+        "not found"
+    } else {
+        return Ok(());
+    };
+    Err(crate::Error::Argument(format!(
+        "data file {} {problem}: make it with `just prepare-data` (or pass --data FILE)",
+        data.display()
+    )))
+}
+
+/// Refuses a `--max-tokens` beyond the model's context: rows that long could not run (the
+/// same bound `generate` applies to its prompts).
+pub fn check_max_tokens(max_tokens: Option<usize>, context: Option<usize>) -> Result<()> {
+    match (max_tokens, context) {
+        (Some(max), Some(ctx)) if max > ctx => Err(crate::Error::Argument(format!(
+            "--max-tokens {max} exceeds the model's context of {ctx} tokens: pass --max-tokens \
+             {ctx} or less"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The store metadata of `job` on `model`: every argument that shapes the content is recorded,
@@ -172,6 +206,7 @@ pub fn run_extract(
     progress: &dyn Progress,
 ) -> Result<ExtractSummary> {
     let layers = model.files.manifest.parse_layers(&job.layers)?;
+    check_max_tokens(job.max_tokens, model.files.manifest.max_position_embeddings)?;
     let (rows, read) = select_rows(job)?;
     let meta = store_meta(&model.files, job, &layers, rows.len())?;
     let mut writer = StoreWriter::create_or_resume(&job.out, meta)?;

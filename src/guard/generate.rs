@@ -117,6 +117,7 @@ pub fn generate_batch<'s>(
     let Model { files, decoder } = model;
     let eos = files.manifest.special_tokens.eos.clone();
     let context = files.manifest.max_position_embeddings;
+    check_max_new(opts.max_new_tokens, context)?;
     let mut rows = Vec::with_capacity(prompts.len());
     for (prompt, sink) in prompts.iter().zip(sinks) {
         rows.push(RowState::new(files, prompt, opts, guard, sink, context)?);
@@ -180,10 +181,26 @@ fn status_of(guard: Option<GuardStatus>, refused: bool) -> Status {
     }
 }
 
-/// Checks a prompt fits: `prompt_tokens + max_new_tokens` within the model's context.
+/// Refuses a `--max-new-tokens` no prompt could fit with (at least one prompt token is needed),
+/// before any prompt is rendered.
+pub fn check_max_new(max_new: usize, context: Option<usize>) -> Result<()> {
+    match context {
+        Some(ctx) if max_new >= ctx => Err(Error::Generate(format!(
+            "with the prompt, --max-new-tokens {max_new} exceeds the model's context of {ctx} \
+             tokens: lower --max-new-tokens"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a prompt fits: `prompt_tokens + max_new_tokens` within the model's context. The sum
+/// is checked: `--max-new-tokens` is user input, and a wrapped sum would pass.
 fn check_length(prompt_tokens: usize, max_new: usize, context: Option<usize>) -> Result<()> {
     if let Some(ctx) = context {
-        if prompt_tokens + max_new > ctx {
+        if prompt_tokens
+            .checked_add(max_new)
+            .is_none_or(|total| total > ctx)
+        {
             return Err(Error::Generate(format!(
                 "the prompt is {prompt_tokens} tokens; with --max-new-tokens {max_new} that \
                  exceeds the model's context of {ctx} tokens: shorten the prompt or lower \
@@ -192,4 +209,33 @@ fn check_length(prompt_tokens: usize, max_new: usize, context: Option<usize>) ->
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17 item 3: `prompt + usize::MAX` wrapped to a small number and passed.
+    #[test]
+    fn huge_max_new_tokens_are_refused_not_wrapped() {
+        let err = check_length(10, usize::MAX, Some(8192)).unwrap_err();
+        assert!(
+            err.to_string().contains("exceeds the model's context"),
+            "{err}"
+        );
+        assert!(check_length(10, 8182, Some(8192)).is_ok());
+        assert!(check_length(10, 8183, Some(8192)).is_err());
+        let err = check_max_new(usize::MAX, Some(8192))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--max-new-tokens 18446744073709551615"),
+            "{err}"
+        );
+        assert!(check_max_new(8191, Some(8192)).is_ok());
+        assert!(
+            check_max_new(usize::MAX, None).is_ok(),
+            "no context known: nothing to check"
+        );
+    }
 }

@@ -89,11 +89,13 @@ impl Probe {
                 config.version
             )));
         }
+        check_guard_fields(&config, &cfg_path)?;
         let path = dir.join(PROBE_TENSORS);
-        let file = TensorFile::open(&path)?;
+        let file = TensorFile::open(&path).map_err(|e| damaged_tensors(&path, e))?;
+        check_integrity(&config, &file, &cfg_path, &path)?;
         let h = config.hidden_size;
         let tensor = |name: &str, len: usize| -> Result<Vec<f32>> {
-            let t = file.f32(name)?;
+            let t = file.f32(name).map_err(|e| damaged_tensors(&path, e))?;
             if t.shape != [len] {
                 return Err(Error::Probe(format!(
                     "{}: tensor `{name}` has shape {:?}, expected [{len}] (hidden_size {h} in \
@@ -130,11 +132,15 @@ impl Probe {
             vector("feature_mean", &self.standardizer.mean),
             vector("feature_std", &self.standardizer.std),
         ];
+        // The identity of the config and the tensors' data, checked at load: an edited `layer`
+        // (or swapped weights) would otherwise score another layer silently.
         let note = serde_json::json!({
             "format": PROBE_FORMAT,
             "version": PROBE_VERSION,
             "model_hash": self.config.model_hash,
             "layer_index": self.config.layer_index,
+            "identity_sha256": identity_sha256(&self.config),
+            "data_sha256": crate::store::tensors::data_sha256(&tensors),
         });
         write_f32(&dir.join(PROBE_TENSORS), &tensors, Some(note.to_string()))?;
         write_json(&dir.join(PROBE_CONFIG), &self.config)
@@ -150,6 +156,7 @@ impl Probe {
         if manifest.hidden_size != c.hidden_size {
             return Err(self.wrong_model(&format!("hidden size {}", manifest.hidden_size)));
         }
+        self.check_layer(manifest.num_layers)?;
         if c.layer_index > manifest.num_layers {
             return Err(Error::Probe(format!(
                 "probe {} reads hidden state {}, but the model has only {} layers",
@@ -167,6 +174,26 @@ impl Probe {
             );
         }
         Ok(())
+    }
+
+    /// `layer` (as the user gave it) and `layer_index` must name one hidden state of a model
+    /// with `num_layers` layers: an edited config would otherwise score another layer.
+    fn check_layer(&self, num_layers: usize) -> Result<()> {
+        let c = &self.config;
+        let resolved = crate::runtime::manifest::resolve_layer(c.layer, num_layers).ok();
+        if resolved == Some(c.layer_index) {
+            return Ok(());
+        }
+        Err(Error::Probe(format!(
+            "probe {}: config.json says layer {} but layer_index {}, which disagree on a \
+             {num_layers}-layer model (layer {} is hidden state {}): the config was edited; \
+             restore it or retrain the probe",
+            self.dir_text(),
+            c.layer,
+            c.layer_index,
+            c.layer,
+            resolved.map_or("none".into(), |r| r.to_string())
+        )))
     }
 
     fn wrong_model(&self, this: &str) -> Error {
@@ -193,6 +220,7 @@ impl Probe {
         if meta.hidden_size != c.hidden_size {
             return Err(self.wrong_model(&format!("hidden size {}", meta.hidden_size)));
         }
+        self.check_layer(meta.num_layers)?;
         if !meta.layers.contains(&c.layer_index) {
             return Err(Error::Probe(format!(
                 "probe {} reads layer {}, but the store holds layers {:?}; extract with \
@@ -279,6 +307,113 @@ impl Probe {
     pub fn model_hash(&self) -> &str {
         &self.config.model_hash
     }
+}
+
+/// sha256 of the config fields that say what the weights mean (model, layer, size, pooling,
+/// template). Thresholds and cadence stay out: they are the guard's settings, tuned by hand.
+fn identity_sha256(c: &ProbeConfig) -> String {
+    let identity = serde_json::json!({
+        "model_hash": c.model_hash,
+        "manifest_sha256": c.manifest_sha256,
+        "layer": c.layer,
+        "layer_index": c.layer_index,
+        "hidden_size": c.hidden_size,
+        "pooling": c.pooling,
+        "use_chat_template": c.use_chat_template,
+    });
+    crate::fsutil::sha256_bytes(identity.to_string().as_bytes())
+}
+
+/// What `probe.safetensors` recorded at train time (fields absent in older probes).
+#[derive(serde::Deserialize)]
+struct TensorsNote {
+    layer_index: Option<usize>,
+    identity_sha256: Option<String>,
+    data_sha256: Option<String>,
+}
+
+/// Checks `config.json` and `probe.safetensors` against the record written with them.
+fn check_integrity(
+    config: &ProbeConfig,
+    file: &TensorFile,
+    cfg_path: &Path,
+    path: &Path,
+) -> Result<()> {
+    let Some(note) = file.metadata() else {
+        return Ok(());
+    };
+    let note: TensorsNote = serde_json::from_str(&note).map_err(|e| {
+        Error::Probe(format!(
+            "{}: unreadable metadata ({e}); retrain the probe",
+            path.display()
+        ))
+    })?;
+    let edited = |what: &str| {
+        Error::Probe(format!(
+            "{} does not match {}: {what} changed since training; restore the probe's files or \
+             retrain it",
+            cfg_path.display(),
+            path.display()
+        ))
+    };
+    if note.layer_index.is_some_and(|l| l != config.layer_index) {
+        return Err(edited("layer_index"));
+    }
+    if note
+        .identity_sha256
+        .is_some_and(|h| h != identity_sha256(config))
+    {
+        return Err(edited(
+            "its model, layer, layer_index, hidden_size, pooling or use_chat_template",
+        ));
+    }
+    if note.data_sha256.is_some_and(|h| h != file.data_sha256()) {
+        return Err(Error::Probe(format!(
+            "{}: the weights changed since training (sha256 differs); restore the file or \
+             retrain the probe",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A probe's tensors file that does not parse or lacks a tensor, reported as the probe's.
+fn damaged_tensors(path: &Path, e: Error) -> Error {
+    let why = match e {
+        Error::Store(m) => m,
+        Error::Safetensors { source, .. } => format!("{}: {source}", path.display()),
+        other => other.to_string(),
+    };
+    Error::Probe(format!(
+        "{why}; {} is damaged or not a probe's tensors file: retrain the probe (or restore it)",
+        path.display()
+    ))
+}
+
+/// The guard settings of `config.json` must be usable; a bad one is reported as that field of
+/// that file (not as the command-line flag that could override it).
+fn check_guard_fields(c: &ProbeConfig, path: &Path) -> Result<()> {
+    let field = |name: &str, why: String| {
+        Err(Error::Probe(format!(
+            "{}: field `{name}`: {why}; fix it or retrain the probe",
+            path.display()
+        )))
+    };
+    for (name, v) in [
+        ("threshold", c.threshold),
+        ("pause_threshold", c.pause_threshold),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return field(name, format!("must be in [0, 1], got {v}"));
+        }
+    }
+    if c.probe_every_n_tokens == 0 {
+        return field("probe_every_n_tokens", "must be >= 1".into());
+    }
+    if c.smoothing_window == 0 {
+        return field("smoothing_window", "must be >= 1 (1 = no smoothing)".into());
+    }
+    Ok(())
 }
 
 fn vector<'a>(name: &str, data: &'a [f32]) -> F32Tensor<'a> {

@@ -60,6 +60,9 @@ pub struct GraphInfo {
     pub external_data: Option<String>,
     #[serde(default)]
     pub sha256: Option<String>,
+    /// sha256 of the external-data file, when the graph has one.
+    #[serde(default)]
+    pub external_data_sha256: Option<String>,
     #[serde(default)]
     pub size_bytes: Option<u64>,
     /// `float32` or `float16`.

@@ -9,6 +9,7 @@
 pub(crate) mod decode_state;
 pub mod decoder;
 pub mod inputs;
+pub mod integrity;
 pub(crate) mod kv_cache;
 pub mod manifest;
 pub(crate) mod pool;

@@ -58,6 +58,24 @@ pub fn write_f32(path: &Path, tensors: &[F32Tensor<'_>], metadata: Option<String
     crate::fsutil::write_atomic(path, |w| w.write_all(&buf))
 }
 
+/// sha256 of the tensors' data bytes (little-endian f32), in name order: what a file written by
+/// [`write_f32`] gives for [`TensorFile::data_sha256`].
+pub fn data_sha256(tensors: &[F32Tensor<'_>]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&F32Tensor<'_>> = tensors.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut h = Sha256::new();
+    let mut buf = Vec::with_capacity(4 << 12);
+    for t in sorted {
+        for chunk in t.data.chunks(1 << 12) {
+            buf.clear();
+            buf.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+            h.update(&buf);
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A safetensors file loaded in memory.
 pub struct TensorFile {
     path: std::path::PathBuf,
@@ -95,6 +113,17 @@ impl TensorFile {
             .collect();
         n.sort();
         n
+    }
+
+    /// sha256 of the tensors' raw data bytes, in name order (see [`data_sha256`]).
+    pub fn data_sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let st = self.parsed();
+        let mut h = Sha256::new();
+        for name in self.names() {
+            h.update(st.tensor(&name).expect("listed").data());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The metadata string written by [`write_f32`], if any.

@@ -7,8 +7,9 @@
 
 use crate::data::Split;
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{write_atomic, write_bytes_atomic};
-use crate::store::tensors::{write_f32, F32Tensor};
+use crate::fsutil::{sha256_file, write_atomic, write_bytes_atomic};
+use crate::store::layout::{self, Owned, WriterLock};
+use crate::store::tensors::{data_sha256, write_f32, F32Tensor, TensorFile};
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -76,6 +77,12 @@ impl StoreMeta {
         let obj = v.as_object_mut().expect("object");
         for k in ["complete", "row_count", "truncated"] {
             obj.remove(k);
+        }
+        // `models/x`, `./models/x` and `/abs/models/x` are one model folder (the hashes compared
+        // alongside say it is the same model; the spelling must not block a resume).
+        if Path::new(&self.model).exists() {
+            let key = crate::fsutil::path_key(Path::new(&self.model));
+            obj.insert("model".into(), key.display().to_string().into());
         }
         v
     }
@@ -166,17 +173,98 @@ fn write_rows(path: &Path, rows: &[RowMeta]) -> Result<()> {
     })
 }
 
+/// The metadata a shard's tensors file records at commit.
+#[derive(Debug, Serialize, Deserialize)]
+struct ShardNote {
+    first_row: usize,
+    rows: usize,
+    /// sha256 of the shard's rows file (absent in stores written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rows_sha256: Option<String>,
+    /// sha256 of the tensors' data, in name order (see [`data_sha256`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data_sha256: Option<String>,
+}
+
+/// Checks a committed shard against what its commit recorded: it parses, its rows file has the
+/// rows and checksum recorded, every layer tensor is `[rows, hidden]`. Returns its row count.
+fn verify_shard(
+    meta: &StoreMeta,
+    tensors: &Path,
+    rows_path: &Path,
+    first_row: usize,
+) -> Result<usize> {
+    let damaged = |why: String| {
+        Error::Store(format!(
+            "{} is damaged: {why}; delete it and {} (and any later shards) and rerun the same \
+             command to extract them again",
+            tensors.display(),
+            rows_path.display()
+        ))
+    };
+    let file = TensorFile::open(tensors).map_err(|e| damaged(e.to_string()))?;
+    let rows = read_rows(rows_path)
+        .map_err(|e| damaged(e.to_string()))?
+        .len();
+    for &l in &meta.layers {
+        let t = file
+            .f32(&layer_tensor(l))
+            .map_err(|e| damaged(e.to_string()))?;
+        if t.shape != [rows, meta.hidden_size] {
+            return Err(damaged(format!(
+                "tensor {} has shape {:?}, but {} has {rows} rows of hidden size {}",
+                layer_tensor(l),
+                t.shape,
+                rows_path.display(),
+                meta.hidden_size
+            )));
+        }
+    }
+    let Some(note) = file.metadata() else {
+        return Err(damaged("no commit record in its metadata".into()));
+    };
+    let note: ShardNote = serde_json::from_str(&note)
+        .map_err(|e| damaged(format!("unreadable commit record ({e})")))?;
+    if note.rows != rows || note.first_row != first_row {
+        return Err(damaged(format!(
+            "committed rows {}..{}, its rows file holds {rows} rows from {first_row}",
+            note.first_row,
+            note.first_row + note.rows
+        )));
+    }
+    if let Some(want) = &note.rows_sha256 {
+        if sha256_file(rows_path)? != *want {
+            return Err(damaged(format!(
+                "{} changed since it was committed (sha256 differs)",
+                rows_path.display()
+            )));
+        }
+    }
+    if let Some(want) = &note.data_sha256 {
+        if file.data_sha256() != *want {
+            return Err(damaged(
+                "its tensor data changed since it was committed".into(),
+            ));
+        }
+    }
+    Ok(rows)
+}
+
 /// Writes a store shard by shard; reopening with equal metadata resumes.
 pub struct StoreWriter {
     dir: PathBuf,
     meta: StoreMeta,
     shards_done: usize,
     rows_done: usize,
+    /// Held while writing: another writer on the same directory is refused.
+    _lock: WriterLock,
 }
 
 impl StoreWriter {
     /// Creates `dir` or resumes the store in it. A store made with other arguments is refused,
-    /// listing what differs; leftovers of an interrupted shard are removed.
+    /// listing what differs, and so is a non-empty folder that holds no store; leftovers of an
+    /// interrupted shard are removed, and committed shards are verified before resuming after
+    /// them. Holds `dir`'s writer lock until dropped: a second writer is refused.
     pub fn create_or_resume(dir: &Path, meta: StoreMeta) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::Store(format!(
@@ -184,9 +272,20 @@ impl StoreWriter {
                 dir.display()
             ))
         })?;
+        layout::check_not_foreign(dir)?;
+        let lock = WriterLock::acquire(dir)?;
         let meta_path = dir.join("meta.json");
         if meta_path.exists() {
             let existing = read_meta(dir)?;
+            if existing.format != STORE_FORMAT {
+                return Err(Error::Store(format!(
+                    "{} is not an activation store ({} has format `{}`): pass a new or empty \
+                     folder as --out",
+                    dir.display(),
+                    meta_path.display(),
+                    existing.format
+                )));
+            }
             let diffs = existing.differences(&meta);
             if !diffs.is_empty() {
                 return Err(Error::Store(format!(
@@ -199,17 +298,19 @@ impl StoreWriter {
         } else {
             write_meta(dir, &meta)?;
         }
-        let (shards_done, rows_done) = Self::scan(dir)?;
+        let (shards_done, rows_done) = Self::scan(dir, &meta)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             meta,
             shards_done,
             rows_done,
+            _lock: lock,
         })
     }
 
-    /// Counts complete shards and removes files of an interrupted one.
-    fn scan(dir: &Path) -> Result<(usize, usize)> {
+    /// Counts (and verifies) complete shards and removes files of an interrupted one: only
+    /// names the store writes itself, never anything else in the folder.
+    fn scan(dir: &Path, meta: &StoreMeta) -> Result<(usize, usize)> {
         let mut shards = 0;
         let mut rows = 0;
         loop {
@@ -226,18 +327,14 @@ impl StoreWriter {
                     rows_path.display()
                 )));
             }
-            rows += read_rows(&rows_path)?.len();
+            rows += verify_shard(meta, &tensors, &rows_path, rows)?;
             shards += 1;
         }
         for entry in std::fs::read_dir(dir).at(dir)? {
             let path = entry.at(dir)?.path();
             let name = path.file_name().unwrap_or_default().to_string_lossy();
-            let later_shard = name
-                .strip_prefix("shard-")
-                .and_then(|r| r.get(..5))
-                .and_then(|n| n.parse::<usize>().ok())
-                .is_some_and(|n| n >= shards);
-            if name.contains(".tmp") || later_shard {
+            let later_shard = matches!(layout::owned(&name), Some(Owned::Shard(n)) if n >= shards);
+            if layout::owned_temp(&name) || later_shard {
                 std::fs::remove_file(&path).at(&path)?;
             }
         }
@@ -291,11 +388,15 @@ impl StoreWriter {
                 self.meta.hidden_size
             )));
         }
-        let note = format!(
-            r#"{{"first_row":{},"rows":{}}}"#,
-            self.rows_done,
-            rows.len()
-        );
+        let rows_path = self.dir.join(format!("{stem}.rows.jsonl"));
+        // Checksums of both files, recorded in the commit point: resume verifies them.
+        let note = ShardNote {
+            first_row: self.rows_done,
+            rows: rows.len(),
+            rows_sha256: Some(sha256_file(&rows_path)?),
+            data_sha256: Some(data_sha256(&tensors)),
+        };
+        let note = serde_json::to_string(&note).expect("note serializes");
         write_f32(
             &self.dir.join(format!("{stem}.safetensors")),
             &tensors,

@@ -188,14 +188,24 @@ fn with_trt_profiles(runtime: &RuntimeOptions, files: &ModelFiles) -> RuntimeOpt
     runtime
 }
 
-/// The graph file named by the manifest, which must exist.
+/// The graph file named by the manifest, which must exist and match the sha256s the manifest
+/// records for it and its external data (checked once per change of the file, see
+/// [`crate::runtime::integrity`]).
 fn graph_path(files: &ModelFiles) -> Result<PathBuf> {
-    let graph = files.dir.join(&files.manifest.graph.file);
+    let info = &files.manifest.graph;
+    let graph = files.dir.join(&info.file);
     if !graph.is_file() {
         return Err(Error::Model(format!(
             "{} is missing (named by manifest.json); re-export the model",
             graph.display()
         )));
+    }
+    let manifest = files.dir.join("manifest.json");
+    if let Some(sha) = &info.sha256 {
+        crate::runtime::integrity::verify_file(&graph, sha, &manifest)?;
+    }
+    if let (Some(data), Some(sha)) = (&info.external_data, &info.external_data_sha256) {
+        crate::runtime::integrity::verify_file(&files.dir.join(data), sha, &manifest)?;
     }
     Ok(graph)
 }

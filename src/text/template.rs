@@ -18,6 +18,14 @@ pub struct ChatTemplate {
     special_tokens: BTreeMap<String, String>,
 }
 
+/// Instructions a render may execute: real chat templates use a few thousand per message, so
+/// this allows conversations of thousands of turns and stops runaway loops within a second.
+pub const TEMPLATE_FUEL: u64 = 50_000_000;
+
+/// Bytes a render may produce: far beyond any model's context (a million tokens is ~4 MB), so
+/// only a template that prints without end reaches it.
+pub const TEMPLATE_MAX_OUTPUT: usize = 64 << 20;
+
 const NAMED_SPECIAL_TOKENS: [&str; 7] = [
     "bos_token",
     "eos_token",
@@ -114,6 +122,9 @@ impl ChatTemplate {
             .build()
             .expect("default delimiters are valid");
         env.set_syntax(syntax);
+        // A template is code from a model folder: bound its run time and output so a hostile
+        // or broken one fails with an error instead of hanging or exhausting memory.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
@@ -159,18 +170,60 @@ impl ChatTemplate {
             Value::from(add_generation_prompt),
         );
         let tmpl = self.env.get_template("chat").expect("added in from_source");
-        tmpl.render(ctx).map_err(|e| {
-            if e.kind() == ErrorKind::InvalidOperation && e.detail().is_some() {
-                // A `raise_exception` from the template: show its own message.
+        let mut out = CappedOutput::default();
+        match tmpl.render_captured_to(ctx, &mut out) {
+            Ok(_) => String::from_utf8(out.bytes).map_err(|e| {
                 Error::Template(format!(
-                    "{} raised: {}",
-                    self.source.display(),
-                    e.detail().unwrap_or_default()
+                    "{}: output is not UTF-8: {e}",
+                    self.source.display()
                 ))
-            } else {
-                Error::Template(format!("{}: {e:#}", self.source.display()))
-            }
-        })
+            }),
+            Err(e) => Err(self.render_error(&e, out.overflowed)),
+        }
+    }
+
+    /// The error of a failed render, naming the template file and, for the bounds, the cause.
+    fn render_error(&self, e: &minijinja::Error, overflowed: bool) -> Error {
+        let file = self.source.display();
+        if overflowed {
+            Error::Template(format!(
+                "{file}: rendering produced more than {} MiB; the template prints without end \
+                 (fix or replace the model folder's chat template)",
+                TEMPLATE_MAX_OUTPUT >> 20
+            ))
+        } else if e.kind() == ErrorKind::OutOfFuel {
+            Error::Template(format!(
+                "{file}: rendering ran more than {TEMPLATE_FUEL} template instructions; the \
+                 template loops without end (fix or replace the model folder's chat template)"
+            ))
+        } else if e.kind() == ErrorKind::InvalidOperation && e.detail().is_some() {
+            // A `raise_exception` from the template: show its own message.
+            Error::Template(format!("{file} raised: {}", e.detail().unwrap_or_default()))
+        } else {
+            Error::Template(format!("{file}: {e:#}"))
+        }
+    }
+}
+
+/// A render's output buffer that refuses to grow past [`TEMPLATE_MAX_OUTPUT`].
+#[derive(Default)]
+struct CappedOutput {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > TEMPLATE_MAX_OUTPUT {
+            self.overflowed = true;
+            return Err(std::io::Error::other("chat template output cap reached"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -308,6 +361,32 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out, "<bos>[HI]\n");
+    }
+
+    /// Issue 17 item 2: these hung (1e10 loop steps) or aborted on allocation before the bounds.
+    #[test]
+    fn runaway_templates_fail_fast_naming_the_file() {
+        let start = std::time::Instant::now();
+        let spin =
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        let err = tmpl(spin)
+            .render(&json!([]), false, &BTreeMap::new())
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("t.jinja") && msg.contains("loops without end"),
+            "{msg}"
+        );
+        let flood = "{% set s = 'x' * 100000 %}{% for i in range(100000) %}{{ s }}{% endfor %}";
+        let err = tmpl(flood)
+            .render(&json!([]), false, &BTreeMap::new())
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("t.jinja") && msg.contains("prints without end"),
+            "{msg}"
+        );
+        assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
     }
 
     #[test]
