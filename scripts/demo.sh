@@ -6,7 +6,7 @@
 #   guarded generation over prompt sets (the guard on the model's own answers).
 # Every step prints where its output went; a rerun skips finished steps (extraction resumes).
 # Scale with OC_DEMO_EXAMPLES (training sample, default 3000), OC_DEMO_XSTEST (XSTest rows
-# scored, default all), OC_DEMO_PROMPTS (prompts per prompt set, default 40),
+# scored, label-balanced sample, default 800 of 2,240; `all` for every row), OC_DEMO_PROMPTS (prompts per prompt set, default 40),
 # OC_DEMO_NEW_TOKENS (tokens generated per prompt, default 48), OC_DEMO_LAYERS (hidden states
 # swept; default by model, see below: extraction stops at the deepest one), OC_MODEL (the model
 # extracted, trained and guarded; default the instruction-tuned SmolLM2), OC_DEMO_RUN (output
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${OC_DEMO_EXAMPLES:-3000}
-XN=${OC_DEMO_XSTEST:-all}
+XN=${OC_DEMO_XSTEST:-800}
 NP=${OC_DEMO_PROMPTS:-40}
 NEW=${OC_DEMO_NEW_TOKENS:-48}
 RUN=${OC_DEMO_RUN:-runs/demo}

@@ -208,22 +208,27 @@ fn manifest(hash: &str, hidden: usize) -> Manifest {
     .unwrap()
 }
 
-#[test]
-fn probes_refuse_other_models_and_stores() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store");
+/// A synthetic store of `rows` rows under `root` and a probe trained on its layer 4.
+fn trained_probe(root: &std::path::Path, rows: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (store, dir) = (root.join("store"), root.join("probe"));
     write_store(
         &store,
         &Synth {
-            rows: 1000,
+            rows,
             ..Synth::default()
         },
     );
-    let dir = tmp.path().join("probe");
     train_store(&store, 4, &quick())
         .unwrap()
         .write(&dir)
         .unwrap();
+    (store, dir)
+}
+
+#[test]
+fn probes_refuse_other_models_and_stores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, dir) = trained_probe(tmp.path(), 1000);
     let probe = Probe::load(&dir).unwrap();
     probe
         .check_model(&manifest("hash-a", HIDDEN), "manifest-sha")
@@ -332,19 +337,7 @@ fn unusable_data_gives_clear_errors() {
 #[test]
 fn tampered_or_broken_probe_files_are_refused_naming_the_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store");
-    write_store(
-        &store,
-        &Synth {
-            rows: 600,
-            ..Synth::default()
-        },
-    );
-    let dir = tmp.path().join("probe");
-    train_store(&store, 4, &quick())
-        .unwrap()
-        .write(&dir)
-        .unwrap();
+    let (_, dir) = trained_probe(tmp.path(), 600);
     let cfg_path = dir.join("config.json");
     let config = std::fs::read_to_string(&cfg_path).unwrap();
     let edit = |from: &str, to: &str| {

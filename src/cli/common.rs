@@ -4,6 +4,7 @@ use open_constitution::guard::{GuardConfig, Smoothing};
 use open_constitution::runtime::decoder::Decoder;
 use open_constitution::runtime::profile::Placement;
 use open_constitution::runtime::{Device, IoBindingMode, RuntimeOptions};
+use open_constitution::text::Model;
 use std::path::PathBuf;
 
 /// Default model folder: the instruction-tuned SmolLM2-135M (made by `just smollm2`), the model
@@ -72,6 +73,41 @@ impl GuardOverrides {
             || self.probe_every_n_tokens.is_some()
             || self.smoothing_window.is_some()
             || self.ema_alpha.is_some()
+    }
+}
+
+/// The model, its prompt format and where it runs: what every command that loads a model takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+impl Target {
+    /// Loads the model for decoding with `opts` (from [`RuntimeArgs::options`] or `options_for`).
+    pub fn load(&self, opts: &RuntimeOptions) -> anyhow::Result<Model> {
+        Ok(Model::load(
+            &self.model.model,
+            !self.model.no_chat_template,
+            opts,
+        )?)
+    }
+
+    /// Loads the model with its graph pruned to the hidden states `layers`.
+    pub fn load_for_extraction(
+        &self,
+        opts: &RuntimeOptions,
+        layers: &str,
+    ) -> anyhow::Result<Model> {
+        let chat = !self.model.no_chat_template;
+        Ok(Model::load_for_extraction(
+            &self.model.model,
+            chat,
+            opts,
+            layers,
+        )?)
     }
 }
 

@@ -1,19 +1,16 @@
 //! `extract`: hidden-state activations of labelled exchanges into an activation store.
 
-use super::common::{report_placement, ModelArgs, RuntimeArgs};
+use super::common::{report_placement, Target};
 use open_constitution::extract::select::ShardArg;
 use open_constitution::extract::{run_extract, ExtractJob};
 use open_constitution::store::Pooling;
-use open_constitution::text::model::Model;
 use std::path::PathBuf;
 
 /// Arguments of `extract`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub model: ModelArgs,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub target: Target,
     /// Labelled JSONL (`prompt`, `response`, `label`; optional `id`, `split`, `topic`), e.g.
     /// from `prepare-data`. `.jsonl.gz` is read too.
     #[arg(long, default_value = "data/training_data.jsonl")]
@@ -68,17 +65,15 @@ pub struct Args {
 }
 
 pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
-    let mut model = Model::load_for_extraction(
-        &a.model.model,
-        !a.model.no_chat_template,
-        &a.runtime.options_for(a.max_batch, a.max_tokens),
+    let mut model = a.target.load_for_extraction(
+        &a.target.runtime.options_for(a.max_batch, a.max_tokens),
         &a.layers,
     )?;
     let (bar, log) = super::progress::extraction(!quiet);
     let job = ExtractJob {
         layers: a.layers,
         pooling: a.pooling,
-        batch_tokens: a.runtime.batch_tokens(a.batch_tokens),
+        batch_tokens: a.target.runtime.batch_tokens(a.batch_tokens),
         max_batch: a.max_batch,
         max_examples: a.max_examples,
         seed: a.seed,
@@ -88,7 +83,7 @@ pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
         rows_per_shard: a.rows_per_shard,
         progress: log,
         warmup_batches: a.warmup_batches,
-        ..ExtractJob::new(a.data, a.out.clone(), a.runtime.device)
+        ..ExtractJob::new(a.data, a.out.clone(), a.target.runtime.device)
     };
     let s = run_extract(&mut model, &job, &bar)?;
     bar.finish();

@@ -2,7 +2,7 @@
 //! it; `--json` prints the machine-readable result; `--prompts-file` runs many prompts in
 //! left-padded batches and writes one JSON result per line.
 
-use super::common::{GuardOverrides, ModelArgs, RuntimeArgs};
+use super::common::{GuardOverrides, Target};
 use anyhow::Context;
 use open_constitution::guard::generate::{
     generate_batch, GenerateOptions, GenerationResult, OnPause, Sink,
@@ -22,9 +22,7 @@ pub const DEFAULT_PROBE: &str = "runs/probe";
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub model: ModelArgs,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub target: Target,
     /// The user's prompt (formatted with the model's chat template and its generation prompt).
     #[arg(long, required_unless_present = "prompts_file")]
     pub prompt: Option<String>,
@@ -120,11 +118,10 @@ pub fn load_probe(dir: &Path, model: &Model) -> anyhow::Result<Probe> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let mut model = Model::load(
-        &a.model.model,
-        !a.model.no_chat_template,
+    let mut model = a.target.load(
         // Prompts plus new tokens; longer prompts are refused against the context anyway.
-        &a.runtime
+        &a.target
+            .runtime
             .options_for(a.batch_size, a.max_new_tokens.saturating_add(2048)),
     )?;
     let probe = if a.no_guard {

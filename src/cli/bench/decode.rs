@@ -4,7 +4,7 @@
 //! The probe's weights are random: only its cost is measured, and its score stays below 0.5 so
 //! it never pauses a run.
 
-use crate::cli::common::{report_placement, ModelArgs, RuntimeArgs};
+use crate::cli::common::{report_placement, Target};
 use anyhow::Context;
 use open_constitution::guard::generate::{
     generate_batch, GenerateOptions, GenerationResult, OnPause,
@@ -20,9 +20,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub model: ModelArgs,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub target: Target,
     /// Prompts, one per line, rendered with the model's prompt format (as `generate` does).
     #[arg(long)]
     pub prompts_file: PathBuf,
@@ -118,11 +116,7 @@ impl Tally {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let mut model = Model::load(
-        &a.model.model,
-        !a.model.no_chat_template,
-        &a.runtime.options(),
-    )?;
+    let mut model = a.target.load(&a.target.runtime.options())?;
     let mut prompts: Vec<String> = open_constitution::data::read_prompts(&a.prompts_file)?
         .into_iter()
         .map(|p| p.prompt)

@@ -3,18 +3,15 @@
 
 use super::python::BaselineArgs;
 use super::{print_table, Row};
-use crate::cli::common::{ModelArgs, RuntimeArgs};
+use crate::cli::common::Target;
 use open_constitution::extract::{prepare_rows, run_extract, select_rows, ExtractJob};
-use open_constitution::text::model::Model;
 use std::path::PathBuf;
 
 /// Arguments of `bench extract`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub model: ModelArgs,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub target: Target,
     /// Labelled JSONL to sample exchanges from.
     #[arg(long, default_value = "data/training_data.jsonl")]
     pub data: PathBuf,
@@ -38,13 +35,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let mut model = Model::load_for_extraction(
-        &a.model.model,
-        !a.model.no_chat_template,
-        &a.runtime.options(),
-        &a.layers,
-    )?;
-    let batch_tokens = a.runtime.batch_tokens(a.batch_tokens);
+    let mut model = a
+        .target
+        .load_for_extraction(&a.target.runtime.options(), &a.layers)?;
+    let batch_tokens = a.target.runtime.batch_tokens(a.batch_tokens);
     let dir = std::env::temp_dir().join(format!("oc-bench-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let job = ExtractJob {
@@ -52,7 +46,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         batch_tokens,
         max_examples: Some(a.n),
         max_tokens: Some(a.max_tokens),
-        ..ExtractJob::new(a.data.clone(), dir.clone(), a.runtime.device)
+        ..ExtractJob::new(a.data.clone(), dir.clone(), a.target.runtime.device)
     };
     let layers = model.files.manifest.parse_layers(&job.layers)?;
     let summary = run_extract(&mut model, &job, &open_constitution::progress::Silent);

@@ -3,7 +3,7 @@
 
 use super::python::BaselineArgs;
 use super::{print_table, Row};
-use crate::cli::common::{ModelArgs, RuntimeArgs};
+use crate::cli::common::Target;
 use crate::cli::generate::load_probe;
 use open_constitution::guard::generate::{generate_batch, GenerateOptions, OnPause, Sink};
 use open_constitution::guard::sampling::SamplingConfig;
@@ -28,9 +28,7 @@ const PROMPTS: [&str; 8] = [
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub model: ModelArgs,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub target: Target,
     /// Trained probe directory for the guarded runs.
     #[arg(long, default_value = crate::cli::generate::DEFAULT_PROBE)]
     pub probe: PathBuf,
@@ -74,11 +72,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let mut model = Model::load(
-        &a.model.model,
-        !a.model.no_chat_template,
-        &a.runtime.options(),
-    )?;
+    let mut model = a.target.load(&a.target.runtime.options())?;
     let probe = load_probe(&a.probe, &model)?;
     // Thresholds of 1.0 never pause, so both runs generate the same tokens; the probe still
     // scores every token and the guard still smooths and decides.
