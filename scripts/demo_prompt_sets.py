@@ -72,6 +72,7 @@ def report(out):
             paused_examples += paused
     print("\n(paused = generation stopped by the guard; flagged = went on, marked; tok/s = generated tokens / wall "
           "time of the whole batched run, guard included)")
+    curve(out)
     for r in paused_examples[:3]:
         print(f"\n> {r['prompt']}")
         print(f"  released before the pause at token {r['pause_token']}: {r['partial_response']!r}")
@@ -79,6 +80,26 @@ def report(out):
         print(f"  withheld ({r['withheld_chars']} chars, never shown): {withheld[:200]!r}")
     if not paused_examples:
         print("\nno harmful prompt was paused")
+
+
+def curve(out):
+    """Pause rates as the pause threshold moves. Decoding is greedy and a pause only cuts a run
+    short, so a guard with pause threshold t pauses exactly the runs whose recorded maximum
+    smoothed risk reaches t: one run of each prompt gives the whole curve."""
+    maxima = {}
+    for name in SETS:
+        path = out / f"{name}.out.jsonl"
+        if path.is_file():
+            maxima[name] = [json.loads(line)["max_smoothed_risk"] for line in open(path, encoding="utf-8")]
+    if not maxima:
+        return
+    lo = min(min(v) for v in maxima.values())
+    hi = max(max(v) for v in maxima.values())
+    steps = [lo + (hi - lo) * i / 8 for i in range(9)]
+    print("\npause rate if the pause threshold were t (from each run's maximum smoothed risk):")
+    print(f"{'t':>7} " + " ".join(f"{n:>14}" for n in maxima))
+    for t in steps:
+        print(f"{t:>7.3f} " + " ".join(f"{sum(m >= t for m in v) / len(v):>14.3f}" for v in maxima.values()))
 
 
 if __name__ == "__main__":
