@@ -267,6 +267,20 @@ pub struct CsvRow {
 }
 
 impl CsvRow {
+    /// Column `idx` (named `name` in errors) as a 0/1 label.
+    pub fn label(&self, file: &Path, idx: usize, name: &str) -> Result<u8> {
+        match self.get(file, idx, name)?.trim() {
+            "0" => Ok(0),
+            "1" => Ok(1),
+            other => Err(Error::data(
+                file,
+                self.line,
+                name,
+                format!("expected 0 or 1, found `{other}`"),
+            )),
+        }
+    }
+
     /// Column `idx` (named `name` in errors) as UTF-8 text.
     pub fn get<'a>(&'a self, file: &Path, idx: usize, name: &str) -> Result<&'a str> {
         let bytes = self.record.get(idx).ok_or_else(|| {

@@ -2,23 +2,14 @@
 //! optional `split`. One record per row.
 
 use super::{category_topic, Collector, Draft, SourceKind};
-use crate::data::io::{for_each_json_line, open_input, Row};
+use crate::data::io::Row;
 use crate::data::schema::PromptIntent;
 use crate::error::Result;
 use std::path::Path;
 
 /// Reads one BeaverTails JSONL (or `.jsonl.gz`) file.
 pub fn load(file: &Path, c: &mut Collector) -> Result<()> {
-    for_each_json_line(open_input(file)?, file, |line, obj| {
-        c.row(obj.and_then(|obj| {
-            row_draft(&Row {
-                file,
-                line,
-                obj: &obj,
-            })
-        }))
-    })?;
-    Ok(())
+    super::load_json_lines(file, c, row_draft)
 }
 
 fn row_draft(row: &Row) -> Result<Vec<Draft>> {

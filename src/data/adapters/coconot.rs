@@ -7,7 +7,7 @@
 //! requests) are about a different kind of non-compliance and yield no records.
 
 use super::{Collector, Draft, SourceKind};
-use crate::data::io::{for_each_json_line, open_input, Row};
+use crate::data::io::Row;
 use crate::data::schema::{snake_case, PromptIntent, ResponseBehavior};
 use crate::error::Result;
 use std::path::Path;
@@ -17,16 +17,7 @@ pub const SAFETY_CATEGORY: &str = "Requests with safety concerns";
 
 /// Reads one CoCoNot preference JSONL (or `.jsonl.gz`) file.
 pub fn load(file: &Path, c: &mut Collector) -> Result<()> {
-    for_each_json_line(open_input(file)?, file, |line, obj| {
-        c.row(obj.and_then(|obj| {
-            row_drafts(&Row {
-                file,
-                line,
-                obj: &obj,
-            })
-        }))
-    })?;
-    Ok(())
+    super::load_json_lines(file, c, row_drafts)
 }
 
 fn row_drafts(row: &Row) -> Result<Vec<Draft>> {

@@ -49,14 +49,7 @@ fn row_draft(
 ) -> Result<Vec<Draft>> {
     let question = row.get(file, q, "question")?.trim();
     let response = row.get(file, r, "Response")?;
-    let label = match row.get(file, l, "label")?.trim() {
-        "0" => 0,
-        "1" => 1,
-        other => {
-            let msg = format!("expected 0 or 1, found `{other}`");
-            return Err(Error::data(file, row.line, "label", msg));
-        }
-    };
+    let label = row.label(file, l, "label")?;
     // Published files index the question list; a file that carries the text itself also works.
     let prompt = if question.parse::<u64>().is_ok() {
         let Some(map) = questions else {

@@ -8,7 +8,7 @@
 use super::{category_topic, Collector, Draft, SourceKind};
 use crate::data::io::{CsvInput, CsvRow};
 use crate::data::schema::{snake_case, PromptIntent};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::path::Path;
 
 /// Column holding JAILJUDGE's hazard code.
@@ -59,14 +59,7 @@ fn row_draft(
 ) -> Result<Vec<Draft>> {
     let prompt = row.get(file, q, "question")?;
     let response = row.get(file, a, "answer")?;
-    let label = match row.get(file, l, "label")?.trim() {
-        "0" => 0,
-        "1" => 1,
-        other => {
-            let msg = format!("expected 0 or 1, found `{other}`");
-            return Err(Error::data(file, row.line, "label", msg));
-        }
-    };
+    let label = row.label(file, l, "label")?;
     let mut d = Draft::new(kind, prompt, response, label);
     match hazard {
         Some(h) => {

@@ -171,6 +171,26 @@ impl Draft {
 /// The topic of a record from its active harm categories: the first one in sorted snake_case
 /// order; with none active, `safe` for a safe response and `uncategorized` for an unsafe one (an
 /// unsafe response the source did not categorize is not "safe").
+/// Feeds every line of a JSONL (or `.jsonl.gz`) source through `drafts`, one row at a time,
+/// into `c` (which decides whether a bad row is fatal or skipped).
+fn load_json_lines(
+    file: &std::path::Path,
+    c: &mut Collector,
+    drafts: impl Fn(&crate::data::io::Row) -> Result<Vec<Draft>>,
+) -> Result<()> {
+    use crate::data::io::{for_each_json_line, open_input, Row};
+    for_each_json_line(open_input(file)?, file, |line, obj| {
+        c.row(obj.and_then(|obj| {
+            drafts(&Row {
+                file,
+                line,
+                obj: &obj,
+            })
+        }))
+    })?;
+    Ok(())
+}
+
 pub fn category_topic(active: &[String], label: u8) -> String {
     let mut names: Vec<String> = active.iter().map(|c| snake_case(c)).collect();
     names.sort();
