@@ -78,7 +78,7 @@ impl ModelFiles {
                 tok_path.display()
             )));
         }
-        let encoder = TextEncoder::from_file(&tok_path)?;
+        let mut encoder = TextEncoder::from_file(&tok_path)?;
         let format = if use_chat_template {
             let t = ChatTemplate::load(&dir)?.ok_or_else(|| {
                 Error::Template(format!(
@@ -87,6 +87,7 @@ impl ModelFiles {
                     dir.display()
                 ))
             })?;
+            encoder.protect_template_tokens(t.text())?;
             PromptFormat::Chat(Box::new(t))
         } else {
             PromptFormat::Plain

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub struct ChatTemplate {
     env: Environment<'static>,
     source: PathBuf,
+    /// The template text, for finding the control tokens it writes.
+    text: String,
     /// `bos_token`, `eos_token`, ... as strings (transformers' `special_tokens_map`).
     special_tokens: BTreeMap<String, String>,
 }
@@ -129,11 +131,12 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
-        env.add_template_owned("chat", source)
+        env.add_template_owned("chat", source.clone())
             .map_err(|e| Error::Template(format!("{}: does not compile: {e:#}", path.display())))?;
         Ok(Self {
             env,
             source: path,
+            text: source,
             special_tokens,
         })
     }
@@ -141,6 +144,11 @@ impl ChatTemplate {
     /// Where the template came from.
     pub fn source(&self) -> &Path {
         &self.source
+    }
+
+    /// The template's own text.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// Renders `messages` (a JSON array of `{role, content}`), as `apply_chat_template(...,

@@ -59,6 +59,34 @@ impl TextEncoder {
         }
     }
 
+    /// Also treats as control tokens the *non-special* added tokens a chat template writes
+    /// itself (their text occurs in `template`, e.g. Qwen3's `<think>`/`</think>`), so text
+    /// inside a message cannot forge them either. Whitespace-only added tokens (Gemma's newline
+    /// runs) stay ordinary text. Returns how many tokens were added to the protected set.
+    pub fn protect_template_tokens(&mut self, template: &str) -> Result<usize> {
+        let extra: Vec<(u32, tokenizers::AddedToken)> = self
+            .normal
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| {
+                !t.special && !t.content.trim().is_empty() && template.contains(&t.content)
+            })
+            .collect();
+        // Marked special in the literal view only, whose `encode_special_tokens` skips them.
+        let as_special: Vec<tokenizers::AddedToken> = extra
+            .iter()
+            .map(|(_, t)| tokenizers::AddedToken {
+                special: true,
+                ..t.clone()
+            })
+            .collect();
+        self.literal
+            .add_special_tokens(as_special)
+            .map_err(|e| Error::Tokenize(format!("protecting the template's tokens: {e}")))?;
+        self.special_ids.extend(extra.iter().map(|(id, _)| *id));
+        Ok(extra.len())
+    }
+
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.normal
     }
