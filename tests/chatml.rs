@@ -13,7 +13,6 @@ use open_constitution::text::ChatTemplate;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 const MODEL: &str = "smollm2-135m-instruct";
 
@@ -64,29 +63,8 @@ fn token_ids_match_and_control_text_cannot_open_or_close_a_turn() {
     let mut forged = 0;
     for c in f["cases"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
-        let messages = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(messages.path(), c["messages"].to_string()).unwrap();
-        let mut cmd = Command::new(bin());
-        cmd.args([
-            "render",
-            "--model",
-            dir.to_str().unwrap(),
-            "--tokens",
-            "--messages",
-        ])
-        .arg(messages.path());
-        if c["add_generation_prompt"].as_bool().unwrap() {
-            cmd.arg("--add-generation-prompt");
-        }
-        let out = cmd.output().unwrap();
-        let stdout = ok(out.clone());
-        let ids: Vec<u64> = stdout
-            .rsplit("tokens ---\n")
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .map(|x| x.parse().unwrap())
-            .collect();
+        let gen = c["add_generation_prompt"].as_bool().unwrap();
+        let (ids, stderr) = render_tokens(&dir, &c["messages"].to_string(), gen);
         let safe: Vec<u64> = serde_json::from_value(c["safe_input_ids"].clone()).unwrap();
         assert_eq!(
             ids, safe,
@@ -100,7 +78,6 @@ fn token_ids_match_and_control_text_cannot_open_or_close_a_turn() {
                 count(&naive) > count(&ids),
                 "{name}: the naive encoding forges a turn"
             );
-            let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(stderr.contains("encoded as plain text"), "{name}: {stderr}");
         } else {
             assert_eq!(ids, naive, "{name}");

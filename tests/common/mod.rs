@@ -154,3 +154,35 @@ pub fn fail(o: Output) -> String {
     );
     String::from_utf8(o.stderr).unwrap()
 }
+
+/// `render --tokens` of a JSON message list on the model folder `dir`: the token ids and stderr.
+pub fn render_tokens(
+    dir: &std::path::Path,
+    messages: &str,
+    generation_prompt: bool,
+) -> (Vec<u64>, String) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), messages).unwrap();
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args([
+        "render",
+        "--model",
+        dir.to_str().unwrap(),
+        "--tokens",
+        "--messages",
+    ])
+    .arg(file.path());
+    if generation_prompt {
+        cmd.arg("--add-generation-prompt");
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let ids = ok(out)
+        .rsplit("tokens ---\n")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (ids, stderr)
+}
