@@ -26,12 +26,37 @@ pub struct Args {
     /// With --messages: append the template's generation prompt (the assistant turn opener).
     #[arg(long)]
     pub add_generation_prompt: bool,
-    /// With --messages: set the template's `enable_thinking` variable (Gemma 4, Qwen3).
-    #[arg(long)]
-    pub enable_thinking: bool,
+    /// With --messages: set the template's `enable_thinking` variable (Gemma 4, Qwen3):
+    /// `--enable-thinking` (or `true`) turns thinking on, `--enable-thinking false` passes an
+    /// explicit false (some templates then write an empty thinking block); unset, the template's
+    /// own default applies.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub enable_thinking: Option<bool>,
+    /// With --messages: JSON file with a list of tool definitions, passed to the template as
+    /// `tools` (as transformers' `apply_chat_template(tools=...)`).
+    #[arg(long, requires = "messages")]
+    pub tools: Option<PathBuf>,
     /// Also print the token ids (one line, space-separated) and their count.
     #[arg(long)]
     pub tokens: bool,
+}
+
+/// `--tools FILE`: a JSON list of tool definitions.
+fn read_tools(path: &std::path::Path) -> anyhow::Result<Json> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let tools: Json = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not valid JSON (expected a list of tools)",
+            path.display()
+        )
+    })?;
+    anyhow::ensure!(
+        tools.is_array(),
+        "{}: expected a JSON list of tool definitions",
+        path.display()
+    );
+    Ok(tools)
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -52,8 +77,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 path.display()
             );
             let mut extra = BTreeMap::new();
-            if a.enable_thinking {
-                extra.insert("enable_thinking".to_string(), Json::Bool(true));
+            if let Some(on) = a.enable_thinking {
+                extra.insert("enable_thinking".to_string(), Json::Bool(on));
+            }
+            if let Some(path) = &a.tools {
+                extra.insert("tools".to_string(), read_tools(path)?);
             }
             files
                 .format

@@ -133,6 +133,14 @@ pub fn render_messages(
     add_generation_prompt: bool,
     extra: &BTreeMap<String, Json>,
 ) -> Result<Rendered> {
+    if messages.as_array().is_some_and(|m| m.is_empty()) {
+        // As transformers' apply_chat_template: a template may render something for no
+        // messages (a bare generation prompt), but it is not a conversation.
+        return Err(Error::Template(
+            "cannot apply the chat template to an empty conversation: give at least one message"
+                .into(),
+        ));
+    }
     let text = template.render(messages, add_generation_prompt, extra)?;
     let mut contents: Vec<(String, String)> = Vec::new();
     let mut skeleton_msgs = messages.clone();

@@ -164,6 +164,9 @@ impl ChatTemplate {
             .iter()
             .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
             .collect();
+        // None unless the caller passes them (transformers' defaults), as `extra` may.
+        ctx.insert("tools".into(), Value::from(()));
+        ctx.insert("documents".into(), Value::from(()));
         for (k, v) in extra {
             ctx.insert(k.clone(), Value::from(minijinja::value::Serde(v)));
         }
@@ -171,8 +174,6 @@ impl ChatTemplate {
             "messages".into(),
             Value::from(minijinja::value::Serde(messages)),
         );
-        ctx.insert("tools".into(), Value::from(()));
-        ctx.insert("documents".into(), Value::from(()));
         ctx.insert(
             "add_generation_prompt".into(),
             Value::from(add_generation_prompt),
