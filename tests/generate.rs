@@ -189,6 +189,7 @@ fn a_probe_built_to_fire_pauses_at_the_expected_step() {
             probe_every_n_tokens: 1,
             smoothing: Smoothing::MovingAverage { window: 1 },
         },
+        second: None,
     };
     let (res, printed) = run(
         &mut model,
@@ -310,6 +311,7 @@ fn guard_replay_matches_generate_step_by_step() {
         let setup = GuardSetup {
             scorer: &probe,
             config,
+            second: None,
         };
         let mut o = opts(9);
         o.ignore_eos = true;
@@ -328,8 +330,7 @@ fn guard_replay_matches_generate_step_by_step() {
             &mut model.decoder,
             pad,
             &[row],
-            &probe,
-            config,
+            &setup,
             (4096, 8),
             &open_constitution::progress::Silent,
         )

@@ -29,6 +29,7 @@ fn meta(shard: Option<ShardSpec>) -> StoreMeta {
         complete: false,
         row_count: 0,
         truncated: 0,
+        max_states: None,
     }
 }
 
@@ -42,6 +43,8 @@ fn row(i: usize) -> RowMeta {
         tokens: 10 + i,
         prompt_hash: format!("p{i}"),
         truncated: false,
+        positions: None,
+        response_tokens: None,
     }
 }
 
@@ -55,7 +58,11 @@ fn write_rows(w: &mut StoreWriter, from: usize, to: usize) {
     while i < to {
         let n = (to - i).min(2);
         let rows: Vec<RowMeta> = (i..i + n).map(row).collect();
-        w.write_shard(&rows, &[layer_block(i, n, 2), layer_block(i, n, 4)])
+        w.write_shard(
+            &rows,
+            &[layer_block(i, n, 2), layer_block(i, n, 4)],
+            &[],
+        )
             .unwrap();
         i += n;
     }

@@ -1,6 +1,6 @@
 //! Flags shared by several subcommands: which model, which prompt format, which runtime.
 
-use open_constitution::guard::{GuardConfig, Smoothing};
+use open_constitution::guard::GuardConfig;
 use open_constitution::runtime::decoder::Decoder;
 use open_constitution::runtime::profile::Placement;
 use open_constitution::runtime::{Device, IoBindingMode, RuntimeOptions};
@@ -59,8 +59,9 @@ impl GuardOverrides {
                 .probe_every_n_tokens
                 .unwrap_or(base.probe_every_n_tokens),
             smoothing: match (self.ema_alpha, self.smoothing_window) {
-                (Some(alpha), _) => Smoothing::Ema { alpha },
-                (None, Some(window)) => Smoothing::MovingAverage { window },
+                // An override keeps the probe's space (risks or logits, as it was trained).
+                (Some(alpha), _) => base.smoothing.with_ema(alpha),
+                (None, Some(window)) => base.smoothing.with_window(window),
                 (None, None) => base.smoothing,
             },
         }

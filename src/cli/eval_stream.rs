@@ -32,6 +32,8 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     let prepared = prepare_rows(&model.files, &rows, job.max_tokens)?;
     let c = probe.config();
     let config = args.guard.apply(c.guard_config());
+    let second = probe.load_second_stage()?;
+    let setup = probe.guard_setup(second.as_ref(), config);
     let bar = super::progress::bar(prepared.len() as u64, "rows");
     let start = Instant::now();
     let pad = model.files.pad_id();
@@ -39,8 +41,7 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
         &mut model.decoder,
         pad,
         &prepared,
-        probe,
-        config,
+        &setup,
         (job.batch_tokens, job.max_batch),
         &bar,
     )?;

@@ -27,9 +27,17 @@ pub struct Args {
     /// `last`: the exchange's last token (the seed's choice: with a chat template, the
     /// end-of-turn marker); `mean`: the mean over the response tokens; `token`: one response
     /// token per exchange (chosen by a hash of the row id), the kind of state the guard scores
-    /// while generating: train guard probes on it. All three cost the same.
+    /// while generating; `tokens`: up to --max-states response tokens per exchange with their
+    /// positions, plus the response mean: what `train` fits streaming probes (and a cascade's
+    /// second stage) on, and what the guard is as deployed. The forward pass costs the same;
+    /// `tokens` stores --max-states + 1 times more.
     #[arg(long, value_enum, default_value_t = Pooling::Last)]
     pub pooling: Pooling,
+    /// `--pooling tokens`: most states stored per exchange (every token of shorter responses, an
+    /// even sample ending at the last of longer ones). Store size and training time grow with
+    /// it; 32 covers the first 32 tokens, where a guard should pause, exactly.
+    #[arg(long, default_value_t = ExtractJob::DEFAULT_MAX_STATES)]
+    pub max_states: usize,
     /// Padded tokens per batch (rows x longest row). Default: 1024 on CPU (cache-friendly),
     /// 16384 on a GPU (fills it). Attention memory grows with the square of the longest row.
     #[arg(long)]
@@ -83,6 +91,7 @@ pub fn run(a: Args, quiet: bool) -> anyhow::Result<()> {
         rows_per_shard: a.rows_per_shard,
         progress: log,
         warmup_batches: a.warmup_batches,
+        max_states: a.max_states,
         ..ExtractJob::new(a.data, a.out.clone(), a.target.runtime.device)
     };
     let s = run_extract(&mut model, &job, &bar)?;

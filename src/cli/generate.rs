@@ -129,10 +129,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     } else {
         Some(load_probe(&a.probe, &model)?)
     };
-    let setup = probe.as_ref().map(|p| GuardSetup {
-        scorer: p,
-        config: a.guard.apply(p.config().guard_config()),
-    });
+    let second = match &probe {
+        Some(p) => p.load_second_stage()?,
+        None => None,
+    };
+    let setup = probe
+        .as_ref()
+        .map(|p| p.guard_setup(second.as_ref(), a.guard.apply(p.config().guard_config())));
     if let Some(s) = &setup {
         s.config.validate()?;
     }

@@ -67,6 +67,8 @@ pub fn prepare_rows(
                     tokens: enc.ids.len(),
                     prompt_hash: format!("{:016x}", prompt_hash(&r.prompt)),
                     truncated: enc.truncated_tokens > 0,
+                    positions: None,
+                    response_tokens: None,
                 },
                 ids: enc.ids,
                 response,
@@ -76,7 +78,8 @@ pub fn prepare_rows(
 }
 
 /// Runs one right-padded batch and pools each row: returns one `[rows, hidden]` matrix per
-/// layer, in the order of `layers`.
+/// layer, in the order of `layers` (for `tokens` pooling: the response means; see
+/// [`forward_states`] for its states).
 pub fn forward_pooled(
     decoder: &mut Decoder,
     rows: &[&PreparedRow],
@@ -91,7 +94,51 @@ pub fn forward_pooled(
         let (select, scale) = selection(rows, inputs.input_ids.ncols(), pooling);
         return decoder.pooled_on_device(inputs, layers, select, scale);
     }
-    let past = decoder.empty_cache(rows.len())?;
+    let hidden = decoder.manifest().hidden_size;
+    // Only the pooled positions are read (and widened, for fp16 graphs).
+    forward_hidden(decoder, inputs, rows.len(), layers, |seq, data| match data {
+        FloatData::F32(d) => pool(d, seq, hidden, rows, pooling),
+        FloatData::F16(d) => pool(d, seq, hidden, rows, pooling),
+    })
+}
+
+/// One batch's per-token states and response means per layer (`tokens` pooling).
+pub struct TokenStates {
+    /// `[states, hidden]` per layer: each row's `positions`, rows in order.
+    pub states: Vec<Array2<f32>>,
+    /// `[rows, hidden]` per layer: the mean over each row's response tokens.
+    pub means: Vec<Array2<f32>>,
+}
+
+/// Runs one right-padded batch and keeps, per layer, the states at each row's `positions`
+/// (response-token indices, see [`sample_positions`]) and the response means.
+pub fn forward_states(
+    decoder: &mut Decoder,
+    rows: &[&PreparedRow],
+    layers: &[usize],
+    pad_id: u32,
+) -> Result<TokenStates> {
+    let seqs: Vec<&[u32]> = rows.iter().map(|r| r.ids.as_slice()).collect();
+    let inputs = right_padded(&seqs, pad_id);
+    let hidden = decoder.manifest().hidden_size;
+    let parts = forward_hidden(decoder, inputs, rows.len(), layers, |seq, data| match data {
+        FloatData::F32(d) => (gather(d, seq, hidden, rows), pool(d, seq, hidden, rows, Pooling::Mean)),
+        FloatData::F16(d) => (gather(d, seq, hidden, rows), pool(d, seq, hidden, rows, Pooling::Mean)),
+    })?;
+    let (states, means) = parts.into_iter().unzip();
+    Ok(TokenStates { states, means })
+}
+
+/// Runs a batch for the hidden states of `layers` on the host and maps each checked
+/// `[rows, seq, hidden]` tensor with `f(seq, data)`.
+fn forward_hidden<R>(
+    decoder: &mut Decoder,
+    inputs: crate::runtime::inputs::BatchInputs,
+    rows: usize,
+    layers: &[usize],
+    mut f: impl FnMut(usize, FloatData<'_>) -> R,
+) -> Result<Vec<R>> {
+    let past = decoder.empty_cache(rows)?;
     let want = Want {
         logits: false,
         hidden: layers.to_vec(),
@@ -104,19 +151,48 @@ pub fn forward_pooled(
         .zip(layers)
         .map(|(value, &layer)| {
             let (shape, data) = float_view(value)?;
-            if shape.len() != 3 || shape[0] != rows.len() || shape[2] != hidden {
+            if shape.len() != 3 || shape[0] != rows || shape[2] != hidden {
                 return Err(Error::Extract(format!(
-                    "hidden state {layer} has shape {shape:?}, expected [{}, seq, {hidden}]",
-                    rows.len()
+                    "hidden state {layer} has shape {shape:?}, expected [{rows}, seq, {hidden}]"
                 )));
             }
-            // Only the pooled positions are read (and widened, for fp16 graphs).
-            Ok(match data {
-                FloatData::F32(d) => pool(d, shape[1], hidden, rows, pooling),
-                FloatData::F16(d) => pool(d, shape[1], hidden, rows, pooling),
-            })
+            Ok(f(shape[1], data))
         })
         .collect()
+}
+
+/// Up to `k` response-token indices out of `n`: all of them when `n <= k`, else `k` evenly
+/// spaced ones ending at the last (the whole response is judged there).
+pub fn sample_positions(n: usize, k: usize) -> Vec<u32> {
+    if n <= k {
+        return (0..n as u32).collect();
+    }
+    // The i-th of k equal parts ends at token ceil(i n / k) - 1; strictly increasing for k < n.
+    (1..=k).map(|i| ((i * n).div_ceil(k) - 1) as u32).collect()
+}
+
+/// Sets each row's `positions` (at most `k` states, see [`sample_positions`]) and
+/// `response_tokens`, for `tokens` pooling.
+pub fn set_positions(rows: &mut [PreparedRow], k: usize) {
+    for r in rows {
+        r.meta.positions = Some(sample_positions(r.response.len(), k));
+        r.meta.response_tokens = Some(r.response.len());
+    }
+}
+
+/// The states at each row's positions, `[states, hidden]`.
+fn gather<T: Widen>(data: &[T], seq: usize, hidden: usize, rows: &[&PreparedRow]) -> Array2<f32> {
+    let mut out = Vec::new();
+    let mut n = 0;
+    for (b, row) in rows.iter().enumerate() {
+        for &p in row.meta.positions.as_deref().unwrap_or(&[]) {
+            let t = row.response.start + p as usize;
+            let at = (b * seq + t) * hidden;
+            out.extend(data[at..at + hidden].iter().map(|v| v.widen()));
+            n += 1;
+        }
+    }
+    Array2::from_shape_vec((n, hidden), out).expect("n states of hidden values")
 }
 
 /// The token positions a row's pooled vector averages: the last token, the response tokens, or
@@ -124,7 +200,7 @@ pub fn forward_pooled(
 pub fn pooled_span(row: &PreparedRow, pooling: Pooling) -> Range<usize> {
     match pooling {
         Pooling::Last => row.ids.len() - 1..row.ids.len(),
-        Pooling::Mean => row.response.clone(),
+        Pooling::Mean | Pooling::Tokens => row.response.clone(),
         Pooling::Token => {
             let n = row.response.len().max(1) as u64;
             let t = row.response.start
@@ -253,8 +329,7 @@ pub fn extract_into(
         .map(|&i| lengths[i])
         .sum::<usize>();
     progress(skip, done_tokens);
-    let mut pending_rows: Vec<RowMeta> = Vec::new();
-    let mut pending: Vec<Vec<Array2<f32>>> = Vec::new();
+    let mut pending = Block::default();
     let mut seen = 0;
     for batch in &plan {
         let todo: Vec<&PreparedRow> = batch
@@ -267,33 +342,89 @@ pub fn extract_into(
         if todo.is_empty() {
             continue;
         }
-        let pooled = forward_pooled(decoder, &todo, &settings.layers, settings.pooling, pad_id)?;
-        check_finite(&pooled, &todo, &settings.layers)?;
-        pending_rows.extend(todo.iter().map(|r| r.meta.clone()));
-        pending.push(pooled);
+        let block = run_block(decoder, &todo, settings, pad_id)?;
+        pending.append(block);
         done_tokens += todo.iter().map(|r| r.ids.len()).sum::<usize>();
-        while pending_rows.len() >= per_shard {
-            flush(
-                writer,
-                &mut pending_rows,
-                &mut pending,
-                per_shard,
-                settings.layers.len(),
-            )?;
+        while pending.rows.len() >= per_shard {
+            pending.flush(writer, per_shard)?;
         }
-        progress(writer.rows_done() + pending_rows.len(), done_tokens);
+        progress(writer.rows_done() + pending.rows.len(), done_tokens);
     }
-    if !pending_rows.is_empty() {
-        let n = pending_rows.len();
-        flush(
-            writer,
-            &mut pending_rows,
-            &mut pending,
-            n,
-            settings.layers.len(),
-        )?;
+    if !pending.rows.is_empty() {
+        let n = pending.rows.len();
+        pending.flush(writer, n)?;
     }
     Ok(())
+}
+
+/// Extracted rows not yet written: their metadata, per-layer states (one per row, or each
+/// row's positions for `tokens` pooling) and per-layer response means (`tokens` only).
+#[derive(Default)]
+struct Block {
+    rows: Vec<RowMeta>,
+    states: Vec<Array2<f32>>,
+    means: Vec<Array2<f32>>,
+}
+
+/// Runs one planned batch and checks its states are finite.
+fn run_block(
+    decoder: &mut Decoder,
+    todo: &[&PreparedRow],
+    settings: &BatchSettings,
+    pad_id: u32,
+) -> Result<Block> {
+    let layers = &settings.layers;
+    let (states, means) = match settings.pooling {
+        Pooling::Tokens => {
+            let t = forward_states(decoder, todo, layers, pad_id)?;
+            check_finite(&t.means, todo, layers)?;
+            (t.states, t.means)
+        }
+        pooling => (forward_pooled(decoder, todo, layers, pooling, pad_id)?, Vec::new()),
+    };
+    check_finite_states(&states, todo, layers)?;
+    Ok(Block {
+        rows: todo.iter().map(|r| r.meta.clone()).collect(),
+        states,
+        means,
+    })
+}
+
+impl Block {
+    fn append(&mut self, other: Block) {
+        let cat = |a: &mut Vec<Array2<f32>>, b: Vec<Array2<f32>>| {
+            if a.is_empty() {
+                *a = b;
+                return;
+            }
+            for (x, y) in a.iter_mut().zip(b) {
+                *x = ndarray::concatenate(ndarray::Axis(0), &[x.view(), y.view()])
+                    .expect("same hidden size");
+            }
+        };
+        self.rows.extend(other.rows);
+        cat(&mut self.states, other.states);
+        cat(&mut self.means, other.means);
+    }
+
+    /// Writes the first `n` rows as one shard and keeps the rest.
+    fn flush(&mut self, writer: &mut StoreWriter, n: usize) -> Result<()> {
+        let cut = crate::store::state_count(&self.rows[..n]);
+        let split = |ms: &mut Vec<Array2<f32>>, at: usize| -> Vec<Array2<f32>> {
+            let head = ms
+                .iter()
+                .map(|m| m.slice(ndarray::s![..at, ..]).to_owned())
+                .collect();
+            for m in ms.iter_mut() {
+                *m = m.slice(ndarray::s![at.., ..]).to_owned();
+            }
+            head
+        };
+        let states = split(&mut self.states, cut);
+        let means = split(&mut self.means, n);
+        let rows: Vec<RowMeta> = self.rows.drain(..n).collect();
+        writer.write_shard(&rows, &states, &means)
+    }
 }
 
 /// Refuses NaN or infinite pooled states, naming the first row and layer that has one: a damaged
@@ -303,48 +434,39 @@ pub(crate) fn check_finite(
     rows: &[&PreparedRow],
     layers: &[usize],
 ) -> Result<()> {
-    for (m, layer) in pooled.iter().zip(layers) {
-        for (b, row) in m.rows().into_iter().enumerate() {
-            if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+    check_rows(pooled, rows, layers, |_| 1)
+}
+
+/// [`check_finite`] for per-row state blocks (a row's positions in `tokens` pooling).
+fn check_finite_states(
+    states: &[Array2<f32>],
+    rows: &[&PreparedRow],
+    layers: &[usize],
+) -> Result<()> {
+    check_rows(states, rows, layers, |r| r.meta.states())
+}
+
+fn check_rows(
+    ms: &[Array2<f32>],
+    rows: &[&PreparedRow],
+    layers: &[usize],
+    count: impl Fn(&PreparedRow) -> usize,
+) -> Result<()> {
+    for (m, layer) in ms.iter().zip(layers) {
+        let mut at = 0;
+        for row in rows {
+            let n = count(row);
+            let block = m.slice(ndarray::s![at..at + n, ..]);
+            at += n;
+            if let Some(v) = block.iter().find(|v| !v.is_finite()) {
                 return Err(Error::Extract(format!(
                     "row `{}`: hidden state {layer} is not finite ({v}); the graph is damaged or \
                      overflowed (an fp16 graph?): check the model (re-export it, or use the \
                      float32 export)",
-                    rows[b].meta.id
+                    row.meta.id
                 )));
             }
         }
-    }
-    Ok(())
-}
-
-/// Writes the first `n` pending rows as one shard.
-fn flush(
-    writer: &mut StoreWriter,
-    rows: &mut Vec<RowMeta>,
-    blocks: &mut Vec<Vec<Array2<f32>>>,
-    n: usize,
-    n_layers: usize,
-) -> Result<()> {
-    let all: Vec<Array2<f32>> = (0..n_layers)
-        .map(|l| {
-            let views: Vec<_> = blocks.iter().map(|b| b[l].view()).collect();
-            ndarray::concatenate(ndarray::Axis(0), &views).expect("same hidden size")
-        })
-        .collect();
-    let head: Vec<Array2<f32>> = all
-        .iter()
-        .map(|m| m.slice(ndarray::s![..n, ..]).to_owned())
-        .collect();
-    let tail: Vec<Array2<f32>> = all
-        .iter()
-        .map(|m| m.slice(ndarray::s![n.., ..]).to_owned())
-        .collect();
-    let shard_rows: Vec<RowMeta> = rows.drain(..n).collect();
-    writer.write_shard(&shard_rows, &head)?;
-    blocks.clear();
-    if !rows.is_empty() {
-        blocks.push(tail);
     }
     Ok(())
 }
@@ -366,7 +488,24 @@ mod tests {
                 tokens: 2,
                 prompt_hash: String::new(),
                 truncated: false,
+                positions: None,
+                response_tokens: None,
             },
+        }
+    }
+
+    #[test]
+    fn positions_are_all_tokens_or_an_even_sample_ending_at_the_last() {
+        assert_eq!(sample_positions(3, 8), vec![0, 1, 2]);
+        assert_eq!(sample_positions(8, 8), (0..8).collect::<Vec<u32>>());
+        assert_eq!(sample_positions(10, 4), vec![2, 4, 7, 9]);
+        for n in 1..200 {
+            for k in 1..20 {
+                let p = sample_positions(n, k);
+                assert_eq!(p.len(), n.min(k));
+                assert_eq!(*p.last().unwrap() as usize, n - 1, "n {n} k {k}");
+                assert!(p.windows(2).all(|w| w[0] < w[1]), "n {n} k {k}: {p:?}");
+            }
         }
     }
 

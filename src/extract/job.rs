@@ -32,6 +32,8 @@ pub struct ExtractJob {
     pub progress: bool,
     /// Untimed batches run before the timed extraction (see [`warm_up`]).
     pub warmup_batches: usize,
+    /// `tokens` pooling: the most response-token states stored per exchange.
+    pub max_states: usize,
 }
 
 impl ExtractJob {
@@ -43,6 +45,10 @@ impl ExtractJob {
     pub const DEFAULT_MAX_TOKENS: usize = 1024;
     /// Rows per store shard: the unit of resume.
     pub const DEFAULT_ROWS_PER_SHARD: usize = 512;
+    /// States per exchange of `tokens` pooling: every token of responses up to 32 tokens, an
+    /// even sample of longer ones (32 x 4 layers x 640 x 4 bytes = 328 KB per exchange on
+    /// Gemma 3 270M).
+    pub const DEFAULT_MAX_STATES: usize = 32;
 
     /// A job over `data` into `out` with the defaults of `extract`'s flags, for `device`
     /// (its batch token budget); set other fields with struct update syntax.
@@ -62,6 +68,7 @@ impl ExtractJob {
             rows_per_shard: Self::DEFAULT_ROWS_PER_SHARD,
             progress: false,
             warmup_batches: 0,
+            max_states: Self::DEFAULT_MAX_STATES,
         }
     }
 }
@@ -195,6 +202,7 @@ pub fn store_meta(
         complete: false,
         row_count: 0,
         truncated: 0,
+        max_states: (job.pooling == Pooling::Tokens).then_some(job.max_states),
     })
 }
 
@@ -212,7 +220,15 @@ pub fn run_extract(
     let mut writer = StoreWriter::create_or_resume(&job.out, meta)?;
     let resumed_rows = writer.rows_done();
     let tokenize = Instant::now();
-    let prepared = prepare_rows(&model.files, &rows, job.max_tokens)?;
+    let mut prepared = prepare_rows(&model.files, &rows, job.max_tokens)?;
+    if job.pooling == Pooling::Tokens {
+        if job.max_states == 0 {
+            return Err(crate::Error::Argument(
+                "--max-states must be >= 1 (states stored per exchange)".into(),
+            ));
+        }
+        crate::extract::forward::set_positions(&mut prepared, job.max_states);
+    }
     let tokenize_seconds = tokenize.elapsed().as_secs_f64();
     let truncated = prepared.iter().filter(|r| r.meta.truncated).count();
     let settings = BatchSettings {

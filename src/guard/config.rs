@@ -12,6 +12,37 @@ pub enum Smoothing {
     MovingAverage { window: usize },
     /// Exponential moving average `s = alpha * r + (1 - alpha) * s_prev`, first `s = r`.
     Ema { alpha: f32 },
+    /// The moving average of the risks' logits, turned back into a risk: how a streaming probe
+    /// was trained (see [`crate::probe::stream`]), so the guard smooths exactly as its loss did.
+    LogitMovingAverage { window: usize },
+    /// The EMA of the risks' logits, turned back into a risk.
+    LogitEma { alpha: f32 },
+}
+
+impl Smoothing {
+    /// Whether risks are smoothed as logits.
+    pub fn in_logits(&self) -> bool {
+        matches!(
+            self,
+            Smoothing::LogitMovingAverage { .. } | Smoothing::LogitEma { .. }
+        )
+    }
+
+    /// A moving average of `window` steps, in the same space (risks or logits) as `self`.
+    pub fn with_window(&self, window: usize) -> Smoothing {
+        match self.in_logits() {
+            true => Smoothing::LogitMovingAverage { window },
+            false => Smoothing::MovingAverage { window },
+        }
+    }
+
+    /// An EMA of weight `alpha`, in the same space as `self`.
+    pub fn with_ema(&self, alpha: f32) -> Smoothing {
+        match self.in_logits() {
+            true => Smoothing::LogitEma { alpha },
+            false => Smoothing::Ema { alpha },
+        }
+    }
 }
 
 /// Thresholds, probe cadence and smoothing of a guard.
@@ -48,12 +79,16 @@ impl GuardConfig {
             return Err(arg("--probe-every-n-tokens must be >= 1"));
         }
         match self.smoothing {
-            Smoothing::MovingAverage { window: 0 } => {
+            Smoothing::MovingAverage { window: 0 } | Smoothing::LogitMovingAverage { window: 0 } => {
                 Err(arg("--smoothing-window must be >= 1 (1 = no smoothing)"))
             }
-            Smoothing::Ema { alpha } if !(alpha > 0.0 && alpha <= 1.0) => Err(arg(format!(
-                "--ema-alpha must be in (0, 1] (1 = no smoothing), got {alpha}"
-            ))),
+            Smoothing::Ema { alpha } | Smoothing::LogitEma { alpha }
+                if !(alpha > 0.0 && alpha <= 1.0) =>
+            {
+                Err(arg(format!(
+                    "--ema-alpha must be in (0, 1] (1 = no smoothing), got {alpha}"
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -62,8 +97,22 @@ impl GuardConfig {
 impl GuardConfig {
     /// The one rule that turns a smoothed risk into a decision.
     pub fn decide(&self, smoothed: f32) -> Decision {
+        self.decide_cascade(smoothed, None)
+    }
+
+    /// [`GuardConfig::decide`] with a cascade: at the pause threshold, a second stage
+    /// `(threshold, score)` must agree (score at or above its threshold) for a pause; when it
+    /// does not, the step is flagged and generation goes on. `score` is only called there.
+    pub fn decide_cascade(
+        &self,
+        smoothed: f32,
+        second: Option<(f32, &dyn Fn() -> f32)>,
+    ) -> Decision {
         if smoothed >= self.pause_threshold {
-            Decision::Pause
+            match second {
+                Some((threshold, score)) if score() < threshold => Decision::Flag,
+                _ => Decision::Pause,
+            }
         } else if smoothed >= self.threshold {
             Decision::Flag
         } else {

@@ -122,7 +122,7 @@ pub fn generate_batch<'s>(
     for (prompt, sink) in prompts.iter().zip(sinks) {
         rows.push(RowState::new(files, prompt, opts, guard, sink, context)?);
     }
-    let probe: Vec<usize> = guard.map(|g| g.scorer.layer()).into_iter().collect();
+    let probe: Vec<usize> = guard.map(GuardSetup::layers).unwrap_or_default();
     let hidden_size = files.manifest.hidden_size;
     let seqs: Vec<&[u32]> = rows.iter().map(|r| r.history.as_slice()).collect();
     let (mut state, out) = DecodeState::prefill(decoder, &seqs, &[])?;
@@ -140,18 +140,18 @@ pub fn generate_batch<'s>(
             .collect();
         let out = state.step(decoder, &next, &probe)?;
         let logits = out.logits()?;
-        let hidden = match probe.is_empty() {
-            true => None,
-            false => Some(out.hidden(0, hidden_size)?),
-        };
+        let hidden = (0..probe.len())
+            .map(|i| out.hidden(i, hidden_size))
+            .collect::<Result<Vec<_>>>()?;
         for (b, r) in rows.iter_mut().enumerate() {
             if !r.has_pending() {
                 continue;
             }
-            let judged = match (guard, &hidden) {
-                (Some(setup), Some(h)) => Some((setup, &h[b * hidden_size..(b + 1) * hidden_size])),
-                _ => None,
-            };
+            let states: Vec<&[f32]> = hidden
+                .iter()
+                .map(|h| &h[b * hidden_size..(b + 1) * hidden_size])
+                .collect();
+            let judged = guard.filter(|_| !states.is_empty()).map(|g| (g, &states[..]));
             r.after_step(
                 &logits[b * vocab..(b + 1) * vocab],
                 judged,

@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::extract::plan_batches;
 use crate::extract::PreparedRow;
-use crate::guard::RiskScorer;
+use crate::guard::GuardSetup;
 use crate::guard::{Decision, Guard, GuardConfig, GuardStatus, ProbeStep, Smoothing};
 use crate::progress::Progress;
 use crate::runtime::decoder::{float_view, Decoder, FloatData, Want};
@@ -36,18 +36,20 @@ pub struct ReplayOutcome {
 }
 
 /// Replays `rows` through a guard: batches of at most `batch_tokens` padded tokens and
-/// `max_batch` rows; outcomes come back in the order of `rows`.
+/// `max_batch` rows; outcomes come back in the order of `rows`. A cascade's second stage scores
+/// the running mean of the response's states at its layer, as `generate` does.
 pub fn replay(
     decoder: &mut Decoder,
     pad_id: u32,
     rows: &[PreparedRow],
-    scorer: &dyn RiskScorer,
-    config: GuardConfig,
+    setup: &GuardSetup<'_>,
     (batch_tokens, max_batch): (usize, usize),
     progress: &dyn Progress,
 ) -> Result<Vec<ReplayOutcome>> {
+    let config = setup.config;
     config.validate()?;
-    let layer = scorer.layer();
+    let layers = setup.layers();
+    let k = setup.scorer.layers().len();
     let hidden = decoder.manifest().hidden_size;
     let lengths: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
     let mut out: Vec<Option<ReplayOutcome>> = vec![None; rows.len()];
@@ -58,28 +60,53 @@ pub fn replay(
         let past = decoder.empty_cache(batch.len())?;
         let want = Want {
             logits: false,
-            hidden: vec![layer],
+            hidden: layers.clone(),
             present: false,
         };
         let res = decoder.run(inputs, past, &want)?;
-        let (shape, data) = float_view(&res.hidden[0])?;
-        if shape.len() != 3 || shape[0] != batch.len() || shape[2] != hidden {
-            return Err(Error::Runtime(format!(
-                "guard replay: hidden state {layer} has shape {shape:?}, expected [{}, seq, {hidden}]",
-                batch.len()
-            )));
-        }
-        let seq = shape[1];
+        let views = res
+            .hidden
+            .iter()
+            .zip(&layers)
+            .map(|(v, &layer)| {
+                let (shape, data) = float_view(v)?;
+                if shape.len() != 3 || shape[0] != batch.len() || shape[2] != hidden {
+                    return Err(Error::Runtime(format!(
+                        "guard replay: hidden state {layer} has shape {shape:?}, expected [{}, seq, {hidden}]",
+                        batch.len()
+                    )));
+                }
+                Ok((shape[1], data))
+            })
+            .collect::<Result<Vec<_>>>()?;
         for (b, &i) in batch.iter().enumerate() {
             // fp32 states are scored in place; only fp16 ones are widened into a copy.
-            let state = |t: usize| -> Cow<'_, [f32]> {
+            let state = |l: usize, t: usize| -> Cow<'_, [f32]> {
+                let (seq, data) = &views[l];
                 let at = (b * seq + t) * hidden..(b * seq + t + 1) * hidden;
-                match &data {
+                match data {
                     FloatData::F32(d) => Cow::Borrowed(&d[at]),
                     FloatData::F16(d) => Cow::Owned(d[at].iter().map(|v| v.to_f32()).collect()),
                 }
             };
-            out[i] = Some(judge_row(&rows[i], config, |t| scorer.score(&state(t)))?);
+            let risk_at = |t: usize| {
+                let states: Vec<Cow<'_, [f32]>> = (0..k).map(|l| state(l, t)).collect();
+                let refs: Vec<&[f32]> = states.iter().map(|s| &s[..]).collect();
+                setup.scorer.score_states(&refs)
+            };
+            let row = &rows[i];
+            let second = match (&setup.second, setup.second_index()) {
+                (Some(s), Some(l)) => Some((s, RunningMean::new(row.response.start, hidden), l)),
+                _ => None,
+            };
+            out[i] = Some(match second {
+                Some((s, mut mean, l)) => {
+                    let mut second_at = |t: usize| s.scorer.score(mean.upto(t, |p| state(l, p)));
+                    let steps = trajectory_cascade(row, config, risk_at, Some(&mut second_at))?;
+                    decide_cascade(row, &steps, config.threshold, config.pause_threshold, Some(s.threshold))
+                }
+                None => judge_row(row, config, risk_at)?,
+            });
         }
         done += batch.len();
         progress.set_position(done as u64);
@@ -88,6 +115,44 @@ pub fn replay(
         .into_iter()
         .map(|o| o.expect("every row planned"))
         .collect())
+}
+
+/// The mean of a response's states from its first position up to a position, extended as the
+/// position moves forward.
+struct RunningMean {
+    next: usize,
+    start: usize,
+    sum: Vec<f64>,
+    mean: Vec<f32>,
+}
+
+impl RunningMean {
+    fn new(start: usize, hidden: usize) -> Self {
+        RunningMean {
+            next: start,
+            start,
+            sum: vec![0.0; hidden],
+            mean: vec![0.0; hidden],
+        }
+    }
+
+    fn upto<'s, S: std::ops::Deref<Target = [f32]>>(
+        &mut self,
+        t: usize,
+        state: impl Fn(usize) -> S,
+    ) -> &[f32] {
+        while self.next <= t {
+            for (a, &v) in self.sum.iter_mut().zip(state(self.next).iter()) {
+                *a += v as f64;
+            }
+            self.next += 1;
+        }
+        let n = (self.next - self.start).max(1) as f64;
+        for (m, a) in self.mean.iter_mut().zip(&self.sum) {
+            *m = (a / n) as f32;
+        }
+        &self.mean
+    }
 }
 
 /// Walks one response token by token as `generate` does: probe after tokens N, 2N, ... and the
@@ -112,7 +177,18 @@ pub fn judge_row(
 pub fn trajectory(
     row: &PreparedRow,
     config: GuardConfig,
+    risk_at: impl FnMut(usize) -> f32,
+) -> Result<Vec<ProbeStep>> {
+    trajectory_cascade(row, config, risk_at, None)
+}
+
+/// [`trajectory`] recording, at every step, a cascade's second-stage score of the response up
+/// to that token (`second_at(t)`), so any cascade threshold can be judged afterwards.
+pub fn trajectory_cascade(
+    row: &PreparedRow,
+    config: GuardConfig,
     mut risk_at: impl FnMut(usize) -> f32,
+    mut second_at: Option<&mut dyn FnMut(usize) -> f32>,
 ) -> Result<Vec<ProbeStep>> {
     let mut guard = Guard::new(GuardConfig {
         threshold: 1.0,
@@ -125,11 +201,13 @@ pub fn trajectory(
         if !guard.is_due(count, count == n) {
             continue;
         }
-        if guard
-            .observe(count, risk_at(row.response.start + i))?
-            .decision
-            == Decision::Pause
-        {
+        let t = row.response.start + i;
+        let mut step = guard.observe(count, risk_at(t))?;
+        if let Some(f) = second_at.as_mut() {
+            step.second = Some(f(t));
+            guard.record_second(step.second);
+        }
+        if step.decision == Decision::Pause {
             break;
         }
     }
@@ -139,6 +217,18 @@ pub fn trajectory(
 /// What a guard with thresholds `flag` and `pause` does on a trajectory: decisions re-made, steps
 /// cut at the first pause.
 pub fn decide(row: &PreparedRow, trajectory: &[ProbeStep], flag: f32, pause: f32) -> ReplayOutcome {
+    decide_cascade(row, trajectory, flag, pause, None)
+}
+
+/// [`decide`] with a cascade's second-stage threshold: at the pause threshold a step pauses only
+/// where its recorded second-stage score reaches `second` (else it is flagged).
+pub fn decide_cascade(
+    row: &PreparedRow,
+    trajectory: &[ProbeStep],
+    flag: f32,
+    pause: f32,
+    second: Option<f32>,
+) -> ReplayOutcome {
     let config = GuardConfig {
         threshold: flag,
         pause_threshold: pause,
@@ -150,7 +240,8 @@ pub fn decide(row: &PreparedRow, trajectory: &[ProbeStep], flag: f32, pause: f32
     let mut status = GuardStatus::Completed;
     let (mut first_flag, mut pause_at, mut max_smoothed) = (None, None, 0f32);
     for s in trajectory {
-        let decision = config.decide(s.smoothed);
+        let score = || s.second.unwrap_or(0.0);
+        let decision = config.decide_cascade(s.smoothed, second.map(|c| (c, &score as &dyn Fn() -> f32)));
         status = status.after(decision);
         steps.push(ProbeStep { decision, ..*s });
         max_smoothed = max_smoothed.max(s.smoothed);
@@ -241,6 +332,8 @@ mod tests {
                 tokens: 0,
                 prompt_hash: String::new(),
                 truncated: false,
+                positions: None,
+                response_tokens: None,
             },
         }
     }

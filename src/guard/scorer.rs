@@ -1,18 +1,57 @@
-//! What the guard needs from a probe: a layer to read and a risk per hidden state. Defined here,
-//! implemented by [`crate::probe`], so probes do not depend on generation.
+//! What the guard needs from a probe: the layers to read and a risk per hidden state (or per set
+//! of states, for a probe on several layers), and optionally a cascade's second stage. Defined
+//! here, implemented by [`crate::probe`], so probes do not depend on generation.
 
 use super::GuardConfig;
 
-/// Scores one hidden state (a trained probe).
+/// Scores hidden states (a trained probe).
 pub trait RiskScorer {
-    /// Absolute hidden-state index the scorer reads.
+    /// Absolute hidden-state index the scorer reads (the first, for several layers).
     fn layer(&self) -> usize;
-    /// Risk in [0, 1] for one `[hidden]` vector.
+    /// Risk in [0, 1] for one `[hidden]` vector of [`RiskScorer::layer`].
     fn score(&self, hidden: &[f32]) -> f32;
+    /// Every hidden-state index the scorer reads, in the order [`RiskScorer::score_states`]
+    /// takes them.
+    fn layers(&self) -> Vec<usize> {
+        vec![self.layer()]
+    }
+    /// Risk for the states of [`RiskScorer::layers`] at one token, in that order.
+    fn score_states(&self, states: &[&[f32]]) -> f32 {
+        self.score(states[0])
+    }
+}
+
+/// A cascade's second stage: a whole-exchange probe scoring the running mean of the response's
+/// states at its layer; a pause needs its agreement (score >= `threshold`).
+pub struct SecondStage<'a> {
+    pub scorer: &'a dyn RiskScorer,
+    pub threshold: f32,
 }
 
 /// A scorer and the guard policy to apply.
 pub struct GuardSetup<'a> {
     pub scorer: &'a dyn RiskScorer,
     pub config: GuardConfig,
+    /// The cascade's second stage, if any.
+    pub second: Option<SecondStage<'a>>,
+}
+
+impl GuardSetup<'_> {
+    /// Every hidden-state index a guarded step needs: the probe's layers, then the second
+    /// stage's layer when it is not among them.
+    pub fn layers(&self) -> Vec<usize> {
+        let mut l = self.scorer.layers();
+        if let Some(s) = &self.second {
+            if !l.contains(&s.scorer.layer()) {
+                l.push(s.scorer.layer());
+            }
+        }
+        l
+    }
+
+    /// Where the second stage's layer is in [`GuardSetup::layers`].
+    pub fn second_index(&self) -> Option<usize> {
+        let s = self.second.as_ref()?;
+        self.layers().iter().position(|&l| l == s.scorer.layer())
+    }
 }

@@ -20,6 +20,9 @@ pub struct ProbeStep {
     pub smoothed: f32,
     /// What the engine must do.
     pub decision: Decision,
+    /// A cascade's second-stage score of the response so far, where one was computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second: Option<f32>,
 }
 
 /// The guard state machine: smooths risks, decides, and keeps the step history.
@@ -27,10 +30,10 @@ pub struct ProbeStep {
 pub struct Guard {
     cfg: GuardConfig,
     steps: Vec<ProbeStep>,
-    /// Last raw risks, for the moving average.
-    window: VecDeque<f32>,
-    /// Previous smoothed value, for the EMA.
-    ema: Option<f32>,
+    /// Last raw risks (or their logits), for the moving average.
+    window: VecDeque<f64>,
+    /// Previous smoothed value (risk or logit), for the EMA.
+    ema: Option<f64>,
     status: GuardStatus,
     /// Generated tokens judged so far (the `tokens_generated` of the last step).
     judged: usize,
@@ -77,6 +80,16 @@ impl Guard {
     /// i.e. the probed token is at index `tokens_generated - 1`) and decides. Errors on a risk
     /// outside [0, 1] or NaN, on a count that does not move forward, and after a pause.
     pub fn observe(&mut self, tokens_generated: usize, raw_risk: f32) -> Result<ProbeStep> {
+        self.observe_cascade(tokens_generated, raw_risk, None)
+    }
+
+    /// [`Guard::observe`] with a cascade's second stage (see [`GuardConfig::decide_cascade`]).
+    pub fn observe_cascade(
+        &mut self,
+        tokens_generated: usize,
+        raw_risk: f32,
+        second: Option<(f32, &dyn Fn() -> f32)>,
+    ) -> Result<ProbeStep> {
         if self.status == GuardStatus::Paused {
             return Err(Error::Generate(
                 "the guard already paused generation; no further tokens may be judged".into(),
@@ -94,7 +107,15 @@ impl Guard {
             )));
         }
         let smoothed = self.smooth(raw_risk);
-        let decision = self.cfg.decide(smoothed);
+        // The second stage is scored at every step it is given (one dot product), so generate
+        // and replay record the same steps.
+        let scored = second.map(|(t, score)| (t, score()));
+        let value = scored.map(|(_, v)| v);
+        let get = || value.unwrap_or(0.0);
+        let decision = self.cfg.decide_cascade(
+            smoothed,
+            scored.map(|(t, _)| (t, &get as &dyn Fn() -> f32)),
+        );
         self.status = self.status.after(decision);
         self.judged = tokens_generated;
         let step = ProbeStep {
@@ -103,30 +124,57 @@ impl Guard {
             risk: raw_risk,
             smoothed,
             decision,
+            second: value,
         };
         self.steps.push(step);
         Ok(step)
     }
 
     fn smooth(&mut self, risk: f32) -> f32 {
-        match self.cfg.smoothing {
-            Smoothing::MovingAverage { window } => {
+        let logits = self.cfg.smoothing.in_logits();
+        // Logit space: risks come from a sigmoid, so this recovers the probe's logit (to f32
+        // precision; risks of exactly 0 or 1 are clamped to a finite logit).
+        let x = if logits { logit(risk) } else { risk as f64 };
+        let s = match self.cfg.smoothing {
+            Smoothing::MovingAverage { window } | Smoothing::LogitMovingAverage { window } => {
                 if self.window.len() == window {
                     self.window.pop_front();
                 }
-                self.window.push_back(risk);
+                self.window.push_back(x);
                 // Summed afresh each step (window is small) so no rounding drift accumulates.
-                let sum: f64 = self.window.iter().map(|&r| f64::from(r)).sum();
-                (sum / self.window.len() as f64) as f32
+                self.window.iter().sum::<f64>() / self.window.len() as f64
             }
             Smoothing::Ema { alpha } => {
+                // In f32, as this rule always was (risks' EMA values stay bit-identical).
                 let s = match self.ema {
                     None => risk,
-                    Some(prev) => alpha * risk + (1.0 - alpha) * prev,
+                    Some(prev) => alpha * risk + (1.0 - alpha) * prev as f32,
+                };
+                self.ema = Some(s as f64);
+                s as f64
+            }
+            Smoothing::LogitEma { alpha } => {
+                let a = alpha as f64;
+                let s = match self.ema {
+                    None => x,
+                    Some(prev) => a * x + (1.0 - a) * prev,
                 };
                 self.ema = Some(s);
                 s
             }
+        };
+        if logits {
+            crate::probe::scorer::sigmoid(s) as f32
+        } else {
+            s as f32
+        }
+    }
+
+    /// Records a second-stage score on the newest step (replay computes it for every step, so
+    /// that any cascade threshold can be judged on the trajectory afterwards).
+    pub fn record_second(&mut self, second: Option<f32>) {
+        if let Some(last) = self.steps.last_mut() {
+            last.second = second;
         }
     }
 
@@ -139,4 +187,10 @@ impl Guard {
     pub fn steps(&self) -> &[ProbeStep] {
         &self.steps
     }
+}
+
+/// The logit of a risk, clamped so that risks of exactly 0 or 1 stay finite.
+fn logit(risk: f32) -> f64 {
+    let p = (risk as f64).clamp(1e-12, 1.0 - 1e-12);
+    (p / (1.0 - p)).ln()
 }

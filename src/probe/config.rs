@@ -61,6 +61,62 @@ pub struct ProbeConfig {
     /// per-state thresholds from training were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_calibration: Option<StreamCalibration>,
+    /// A probe on several layers: the absolute hidden-state indices whose states are
+    /// concatenated, in order (`layer_index` is the first); weights have `hidden_size` values
+    /// per layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_layers: Option<Vec<usize>>,
+    /// Trained or calibrated on the per-token streams of a `tokens` store: the streaming fit (if
+    /// any) and the guard's rates at the thresholds, as replayed from the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<StreamRecord>,
+    /// The cascade's second stage, a probe directory beside this config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<CascadeConfig>,
+}
+
+/// The guard's smoothing of a probe: a streaming probe's is its fit's, in logits (exactly as
+/// its loss smoothed them); a per-state probe's the moving average of `window` risks.
+pub fn guard_smoothing(
+    fit: Option<&crate::probe::stream::StreamingInfo>,
+    window: usize,
+) -> crate::guard::Smoothing {
+    use crate::guard::Smoothing;
+    use crate::probe::stream::LogitSmoothing;
+    match fit.map(|f| f.smoothing) {
+        Some(LogitSmoothing::Window { window }) => Smoothing::LogitMovingAverage { window },
+        Some(LogitSmoothing::Ema { alpha }) => Smoothing::LogitEma {
+            alpha: alpha as f32,
+        },
+        None => Smoothing::MovingAverage { window },
+    }
+}
+
+/// What `train` on a `tokens` store records about streams (see [`crate::probe::stream`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamRecord {
+    /// The streaming fit; none for a per-state probe whose thresholds were set on streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit: Option<crate::probe::stream::StreamingInfo>,
+    /// Target rates of safe validation streams flagged and paused.
+    pub flag_fpr: f64,
+    pub pause_fpr: f64,
+    /// Thresholds a per-state calibration would have chosen (for comparison).
+    pub per_state_threshold: f32,
+    pub per_state_pause_threshold: f32,
+    pub validation: crate::probe::stream::StreamRates,
+    pub test: crate::probe::stream::StreamRates,
+    /// Whole-stream classification on test (a stream's score is its highest smoothed risk).
+    pub test_stream_metrics: Metrics,
+}
+
+/// A cascade's second stage: `dir` (relative to the probe directory) holds a whole-exchange
+/// probe on the running mean of the response's states; a pause needs its score >= `threshold`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CascadeConfig {
+    pub dir: String,
+    pub layer_index: usize,
+    pub threshold: f32,
 }
 
 /// Thresholds chosen so that at most `flag_fpr` (`pause_fpr`) of the safe streams of `data`
@@ -96,14 +152,21 @@ impl ProbeConfig {
     /// The guard this probe was calibrated for: its thresholds, cadence and moving-average
     /// window.
     pub fn guard_config(&self) -> crate::guard::GuardConfig {
+        let fit = self.streams.as_ref().and_then(|s| s.fit.as_ref());
+        let smoothing = guard_smoothing(fit, self.smoothing_window);
         crate::guard::GuardConfig {
             threshold: self.threshold,
             pause_threshold: self.pause_threshold,
             probe_every_n_tokens: self.probe_every_n_tokens,
-            smoothing: crate::guard::Smoothing::MovingAverage {
-                window: self.smoothing_window,
-            },
+            smoothing,
         }
+    }
+
+    /// The hidden-state indices whose states the probe reads, concatenated in this order.
+    pub fn layers(&self) -> Vec<usize> {
+        self.feature_layers
+            .clone()
+            .unwrap_or_else(|| vec![self.layer_index])
     }
 }
 

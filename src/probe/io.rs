@@ -34,7 +34,7 @@ impl Probe {
         model: LinearModel,
         standardizer: Standardizer,
     ) -> Result<Self> {
-        let h = config.hidden_size;
+        let h = config.hidden_size * config.layers().len();
         let sizes = [
             model.weight.len(),
             standardizer.mean.len(),
@@ -42,7 +42,10 @@ impl Probe {
         ];
         if sizes.iter().any(|&s| s != h) {
             return Err(Error::Probe(format!(
-                "weight/feature_mean/feature_std have sizes {sizes:?}, hidden_size is {h}"
+                "weight/feature_mean/feature_std have sizes {sizes:?}, expected {h} (hidden_size \
+                 {} x {} layers)",
+                config.hidden_size,
+                config.layers().len()
             )));
         }
         let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
@@ -93,7 +96,7 @@ impl Probe {
         let path = dir.join(PROBE_TENSORS);
         let file = TensorFile::open(&path).map_err(|e| damaged_tensors(&path, e))?;
         check_integrity(&config, &file, &cfg_path, &path)?;
-        let h = config.hidden_size;
+        let h = config.hidden_size * config.layers().len();
         let tensor = |name: &str, len: usize| -> Result<Vec<f32>> {
             let t = file.f32(name).map_err(|e| damaged_tensors(&path, e))?;
             if t.shape != [len] {
@@ -157,11 +160,10 @@ impl Probe {
             return Err(self.wrong_model(&format!("hidden size {}", manifest.hidden_size)));
         }
         self.check_layer(manifest.num_layers)?;
-        if c.layer_index > manifest.num_layers {
+        if let Some(l) = c.layers().into_iter().find(|&l| l > manifest.num_layers) {
             return Err(Error::Probe(format!(
-                "probe {} reads hidden state {}, but the model has only {} layers",
+                "probe {} reads hidden state {l}, but the model has only {} layers",
                 self.dir_text(),
-                c.layer_index,
                 manifest.num_layers
             )));
         }
@@ -221,14 +223,12 @@ impl Probe {
             return Err(self.wrong_model(&format!("hidden size {}", meta.hidden_size)));
         }
         self.check_layer(meta.num_layers)?;
-        if !meta.layers.contains(&c.layer_index) {
+        if let Some(l) = c.layers().into_iter().find(|l| !meta.layers.contains(l)) {
             return Err(Error::Probe(format!(
-                "probe {} reads layer {}, but the store holds layers {:?}; extract with \
-                 `--layers {}`",
+                "probe {} reads layer {l}, but the store holds layers {:?}; extract with \
+                 `--layers {l}`",
                 self.dir_text(),
-                c.layer_index,
                 meta.layers,
-                c.layer
             )));
         }
         if meta.pooling != c.pooling {
@@ -320,6 +320,7 @@ fn identity_sha256(c: &ProbeConfig) -> String {
         "hidden_size": c.hidden_size,
         "pooling": c.pooling,
         "use_chat_template": c.use_chat_template,
+        "feature_layers": c.feature_layers,
     });
     crate::fsutil::sha256_bytes(identity.to_string().as_bytes())
 }
@@ -432,7 +433,48 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     write_bytes_atomic(path, &bytes)
 }
 
-/// A probe scores the newest token's hidden state at its layer during guarded generation.
+impl Probe {
+    /// The cascade's second stage named by the config (loaded from its directory beside this
+    /// one, and checked to be a probe of the same model), with its threshold.
+    pub fn load_second_stage(&self) -> Result<Option<(Probe, f32)>> {
+        let Some(c) = &self.config.cascade else {
+            return Ok(None);
+        };
+        let base = self.dir.as_deref().ok_or_else(|| {
+            Error::Probe("a probe with a cascade must be loaded from its directory".into())
+        })?;
+        let second = Probe::load(&base.join(&c.dir))?;
+        if second.config.model_hash != self.config.model_hash
+            || second.layer_index() != c.layer_index
+        {
+            return Err(Error::Probe(format!(
+                "{}: the cascade's second stage in `{}` is for another model or layer than \
+                 config.json's `cascade` says; retrain the probe",
+                base.display(),
+                c.dir
+            )));
+        }
+        Ok(Some((second, c.threshold)))
+    }
+
+    /// The guard of this probe with `config`, and the cascade's second stage if given.
+    pub fn guard_setup<'a>(
+        &'a self,
+        second: Option<&'a (Probe, f32)>,
+        config: crate::guard::GuardConfig,
+    ) -> crate::guard::GuardSetup<'a> {
+        crate::guard::GuardSetup {
+            scorer: self,
+            config,
+            second: second.map(|(p, t)| crate::guard::SecondStage {
+                scorer: p,
+                threshold: *t,
+            }),
+        }
+    }
+}
+
+/// A probe scores the newest token's hidden states at its layers during guarded generation.
 impl crate::guard::RiskScorer for Probe {
     fn layer(&self) -> usize {
         self.layer_index()
@@ -440,5 +482,17 @@ impl crate::guard::RiskScorer for Probe {
 
     fn score(&self, hidden: &[f32]) -> f32 {
         Probe::score(self, hidden)
+    }
+
+    fn layers(&self) -> Vec<usize> {
+        self.config.layers()
+    }
+
+    fn score_states(&self, states: &[&[f32]]) -> f32 {
+        match states {
+            [one] => Probe::score(self, one),
+            // Concatenated as in training, so scores are bit-identical to the stored features'.
+            many => Probe::score(self, &many.concat()),
+        }
     }
 }

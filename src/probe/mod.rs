@@ -11,6 +11,7 @@ pub mod metrics;
 pub(crate) mod plot;
 pub mod scorer;
 pub mod split;
+pub mod stream;
 pub mod sweep;
 pub mod train;
 

@@ -235,6 +235,8 @@ mod tests {
             tokens: 1,
             prompt_hash: sha256_bytes(format!("prompt {}", i / 2).as_bytes()),
             truncated: false,
+            positions: None,
+            response_tokens: None,
         }
     }
 

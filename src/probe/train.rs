@@ -148,6 +148,18 @@ pub fn check_finite(x: ArrayView2<'_, f32>, rows: &[RowMeta], layer_index: usize
     Ok(())
 }
 
+/// [`check_finite`] for a `tokens` store's states (each row owning its positions' rows).
+pub fn check_finite_states(x: ArrayView2<'_, f32>, rows: &[RowMeta], layer: usize) -> Result<()> {
+    let mut at = 0;
+    for r in rows {
+        let n = r.states();
+        let block = x.slice(ndarray::s![at..at + n, ..]);
+        check_finite(block, std::slice::from_ref(r), layer)?;
+        at += n;
+    }
+    Ok(())
+}
+
 fn gather<T: Copy>(v: &[T], idx: &[usize]) -> Vec<T> {
     idx.iter().map(|&i| v[i]).collect()
 }
@@ -308,6 +320,9 @@ fn finish(
         },
         training: training_info(input, opts, &f, &val, threshold),
         stream_calibration: None,
+        feature_layers: None,
+        streams: None,
+        cascade: None,
     };
     Ok((Probe::new(config, f.model, f.standardizer)?, file))
 }

@@ -2,7 +2,7 @@
 //! time from the shard tensors.
 
 use super::writer::{
-    layer_tensor, read_meta, read_rows, shard_stem, RowMeta, StoreMeta, STORE_FORMAT, STORE_VERSION,
+    layer_tensor, mean_tensor, read_meta, state_count, read_rows, shard_stem, RowMeta, StoreMeta, STORE_FORMAT, STORE_VERSION,
 };
 use crate::error::{Error, Result};
 use crate::store::tensors::TensorFile;
@@ -82,8 +82,26 @@ impl ActivationStore {
         &self.rows
     }
 
-    /// The `[rows, hidden]` matrix of absolute hidden-state index `layer`.
+    /// The `[states, hidden]` matrix of absolute hidden-state index `layer`: one row per stored
+    /// row, or per stored state of a `tokens` store (rows' `positions`, in row order).
     pub fn layer_matrix(&self, layer: usize) -> Result<Array2<f32>> {
+        self.read_matrix(layer, layer_tensor(layer), state_count(&self.rows))
+    }
+
+    /// The `[rows, hidden]` response means of `layer` in a `tokens` store.
+    pub fn mean_matrix(&self, layer: usize) -> Result<Array2<f32>> {
+        if !self.meta.per_token() {
+            return Err(Error::Store(format!(
+                "{} has {:?} pooling, which stores no response means; extract with \
+                 `--pooling tokens` (or `--pooling mean`)",
+                self.dir.display(),
+                self.meta.pooling
+            )));
+        }
+        self.read_matrix(layer, mean_tensor(layer), self.rows.len())
+    }
+
+    fn read_matrix(&self, layer: usize, name: String, n: usize) -> Result<Array2<f32>> {
         if !self.meta.layers.contains(&layer) {
             return Err(Error::Store(format!(
                 "{} has no layer {layer}; it stores layers {:?}",
@@ -92,21 +110,20 @@ impl ActivationStore {
             )));
         }
         let hidden = self.meta.hidden_size;
-        let mut data = Vec::with_capacity(self.rows.len() * hidden);
+        let mut data = Vec::with_capacity(n * hidden);
         for s in 0..self.shards {
             let path = self.dir.join(format!("{}.safetensors", shard_stem(s)));
-            let t = TensorFile::open(&path)?.f32(&layer_tensor(layer))?;
+            let t = TensorFile::open(&path)?.f32(&name)?;
             if t.shape.len() != 2 || t.shape[1] != hidden {
                 return Err(Error::Store(format!(
-                    "{}: tensor {} has shape {:?}, expected [n, {hidden}]",
+                    "{}: tensor {name} has shape {:?}, expected [n, {hidden}]",
                     path.display(),
-                    layer_tensor(layer),
                     t.shape
                 )));
             }
             data.extend_from_slice(&t.data);
         }
-        Array2::from_shape_vec((self.rows.len(), hidden), data).map_err(|e| {
+        Array2::from_shape_vec((n, hidden), data).map_err(|e| {
             Error::Store(format!(
                 "{}: shard rows and tensors disagree ({e})",
                 self.dir.display()

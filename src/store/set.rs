@@ -92,13 +92,19 @@ impl ActivationSet {
         &self.rows
     }
 
-    /// The `[rows, hidden]` matrix of `layer` over every store, in row order.
+    /// The `[states, hidden]` matrix of `layer` over every store, in row order (one state per
+    /// row, or each row's positions in `tokens` stores).
     pub fn layer_matrix(&self, layer: usize) -> Result<Array2<f32>> {
-        let parts = self
-            .stores
-            .iter()
-            .map(|s| s.layer_matrix(layer))
-            .collect::<Result<Vec<_>>>()?;
+        self.concat(|s| s.layer_matrix(layer))
+    }
+
+    /// The `[rows, hidden]` response means of `layer` (`tokens` stores).
+    pub fn mean_matrix(&self, layer: usize) -> Result<Array2<f32>> {
+        self.concat(|s| s.mean_matrix(layer))
+    }
+
+    fn concat(&self, part: impl Fn(&ActivationStore) -> Result<Array2<f32>>) -> Result<Array2<f32>> {
+        let parts = self.stores.iter().map(part).collect::<Result<Vec<_>>>()?;
         let views: Vec<_> = parts.iter().map(|m| m.view()).collect();
         concatenate(Axis(0), &views).map_err(|e| Error::Store(format!("concatenating stores: {e}")))
     }
@@ -224,15 +230,31 @@ impl ActivationSet {
             .iter()
             .map(|&l| self.layer_matrix(l))
             .collect::<Result<Vec<_>>>()?;
+        let means = match first.per_token() {
+            true => first
+                .layers
+                .iter()
+                .map(|&l| self.mean_matrix(l))
+                .collect::<Result<Vec<_>>>()?,
+            false => Vec::new(),
+        };
         let mut writer = crate::store::StoreWriter::create_or_resume(out, meta)?;
         let per = rows_per_shard.max(1);
+        let mut state = 0;
         for start in (0..self.rows.len()).step_by(per) {
             let end = (start + per).min(self.rows.len());
-            let block: Vec<Array2<f32>> = matrices
-                .iter()
-                .map(|m| m.slice(ndarray::s![start..end, ..]).to_owned())
-                .collect();
-            writer.write_shard(&self.rows[start..end], &block)?;
+            let states = crate::store::state_count(&self.rows[start..end]);
+            let cut = |ms: &[Array2<f32>], range: std::ops::Range<usize>| -> Vec<Array2<f32>> {
+                ms.iter()
+                    .map(|m| m.slice(ndarray::s![range.clone(), ..]).to_owned())
+                    .collect()
+            };
+            writer.write_shard(
+                &self.rows[start..end],
+                &cut(&matrices, state..state + states),
+                &cut(&means, start..end),
+            )?;
+            state += states;
         }
         let truncated = writer.meta().truncated;
         writer.finish(truncated)

@@ -31,6 +31,11 @@ pub enum Pooling {
     /// One response token per exchange, chosen by a hash of the row id: the kind of state the
     /// guard scores mid-generation (the newest token given the text so far).
     Token,
+    /// Many response tokens per exchange (every one, or an evenly spaced sample of at most
+    /// `max_states` that always includes the last), each with its position, plus the mean over
+    /// the response (`mean.{j}`): what a streaming probe trains on and a cascade's second stage
+    /// scores. `layer.{j}` then has one row per stored state, not per exchange.
+    Tokens,
 }
 
 /// Which of N shards a store holds.
@@ -68,6 +73,16 @@ pub struct StoreMeta {
     pub row_count: usize,
     #[serde(default)]
     pub truncated: usize,
+    /// `tokens` pooling: the most states stored per exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_states: Option<usize>,
+}
+
+impl StoreMeta {
+    /// Whether shards hold per-token states (`layer.{j}` ragged) and response means.
+    pub fn per_token(&self) -> bool {
+        self.pooling == Pooling::Tokens
+    }
 }
 
 impl StoreMeta {
@@ -126,6 +141,25 @@ pub struct RowMeta {
     pub prompt_hash: String,
     #[serde(default)]
     pub truncated: bool,
+    /// `tokens` pooling: 0-based indices, among the response tokens, of the stored states (in
+    /// order; the last response token always included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positions: Option<Vec<u32>>,
+    /// `tokens` pooling: how many response tokens the exchange has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_tokens: Option<usize>,
+}
+
+impl RowMeta {
+    /// Stored states of this row: its positions in a `tokens` store, else one.
+    pub fn states(&self) -> usize {
+        self.positions.as_ref().map_or(1, Vec::len)
+    }
+}
+
+/// Stored states of `rows` (the first dimension of their `layer.{j}` tensors).
+pub fn state_count(rows: &[RowMeta]) -> usize {
+    rows.iter().map(RowMeta::states).sum()
 }
 
 pub(super) fn shard_stem(index: usize) -> String {
@@ -134,6 +168,11 @@ pub(super) fn shard_stem(index: usize) -> String {
 
 pub(super) fn layer_tensor(layer: usize) -> String {
     format!("layer.{layer}")
+}
+
+/// The response-mean tensor of a `tokens` store.
+pub(super) fn mean_tensor(layer: usize) -> String {
+    format!("mean.{layer}")
 }
 
 pub(super) fn read_meta(dir: &Path) -> Result<StoreMeta> {
@@ -186,6 +225,17 @@ struct ShardNote {
     data_sha256: Option<String>,
 }
 
+/// Every tensor a shard holds, with its expected first dimension: `layer.{j}` has one row per
+/// stored state, `mean.{j}` (tokens pooling) one per exchange.
+fn shard_tensor_names(meta: &StoreMeta, states: usize, rows: usize) -> Vec<(String, usize)> {
+    let mut names: Vec<(String, usize)> =
+        meta.layers.iter().map(|&l| (layer_tensor(l), states)).collect();
+    if meta.per_token() {
+        names.extend(meta.layers.iter().map(|&l| (mean_tensor(l), rows)));
+    }
+    names
+}
+
 /// Checks a committed shard against what its commit recorded: it parses, its rows file has the
 /// rows and checksum recorded, every layer tensor is `[rows, hidden]`. Returns its row count.
 fn verify_shard(
@@ -203,17 +253,14 @@ fn verify_shard(
         ))
     };
     let file = TensorFile::open(tensors).map_err(|e| damaged(e.to_string()))?;
-    let rows = read_rows(rows_path)
-        .map_err(|e| damaged(e.to_string()))?
-        .len();
-    for &l in &meta.layers {
-        let t = file
-            .f32(&layer_tensor(l))
-            .map_err(|e| damaged(e.to_string()))?;
-        if t.shape != [rows, meta.hidden_size] {
+    let row_metas = read_rows(rows_path).map_err(|e| damaged(e.to_string()))?;
+    let rows = row_metas.len();
+    let states = state_count(&row_metas);
+    for (name, want) in shard_tensor_names(meta, states, rows) {
+        let t = file.f32(&name).map_err(|e| damaged(e.to_string()))?;
+        if t.shape != [want, meta.hidden_size] {
             return Err(damaged(format!(
-                "tensor {} has shape {:?}, but {} has {rows} rows of hidden size {}",
-                layer_tensor(l),
+                "tensor {name} has shape {:?}, but {} has {want} states of hidden size {}",
                 t.shape,
                 rows_path.display(),
                 meta.hidden_size
@@ -350,43 +397,49 @@ impl StoreWriter {
         &self.meta
     }
 
-    /// Writes one shard: `layers[k]` is the `[rows.len(), hidden]` matrix of `meta.layers[k]`.
-    pub fn write_shard(&mut self, rows: &[RowMeta], layers: &[Array2<f32>]) -> Result<()> {
-        if layers.len() != self.meta.layers.len() {
+    /// Writes one shard: `layers[k]` is the `[states, hidden]` matrix of `meta.layers[k]` (one
+    /// state per row, or the rows' positions in a `tokens` store), and `means[k]` (`tokens`
+    /// stores only, else empty) the `[rows, hidden]` response means.
+    pub fn write_shard(
+        &mut self,
+        rows: &[RowMeta],
+        layers: &[Array2<f32>],
+        means: &[Array2<f32>],
+    ) -> Result<()> {
+        let want_means = if self.meta.per_token() { layers.len() } else { 0 };
+        if layers.len() != self.meta.layers.len() || means.len() != want_means {
             return Err(Error::Store(format!(
-                "shard has {} layer matrices, store has {} layers",
+                "shard has {} layer and {} mean matrices, store has {} layers (pooling {:?})",
                 layers.len(),
-                self.meta.layers.len()
+                means.len(),
+                self.meta.layers.len(),
+                self.meta.pooling
             )));
         }
         let stem = shard_stem(self.shards_done);
         write_rows(&self.dir.join(format!("{stem}.rows.jsonl")), rows)?;
         let contiguous: Vec<Array2<f32>> = layers
             .iter()
+            .chain(means)
             .map(|m| m.as_standard_layout().into_owned())
             .collect();
-        let tensors: Vec<F32Tensor<'_>> = self
-            .meta
-            .layers
+        let names = shard_tensor_names(&self.meta, state_count(rows), rows.len());
+        let tensors: Vec<F32Tensor<'_>> = names
             .iter()
             .zip(&contiguous)
-            .map(|(&l, m)| F32Tensor {
-                name: layer_tensor(l),
+            .map(|((name, _), m)| F32Tensor {
+                name: name.clone(),
                 shape: vec![m.nrows(), m.ncols()],
                 data: m.as_slice().expect("standard layout"),
             })
             .collect();
-        if let Some(t) = tensors
-            .iter()
-            .find(|t| t.shape != [rows.len(), self.meta.hidden_size])
-        {
-            return Err(Error::Store(format!(
-                "tensor {} has shape {:?}, expected [{}, {}]",
-                t.name,
-                t.shape,
-                rows.len(),
-                self.meta.hidden_size
-            )));
+        for ((name, want), t) in names.iter().zip(&tensors) {
+            if t.shape != [*want, self.meta.hidden_size] {
+                return Err(Error::Store(format!(
+                    "tensor {name} has shape {:?}, expected [{want}, {}]",
+                    t.shape, self.meta.hidden_size
+                )));
+            }
         }
         let rows_path = self.dir.join(format!("{stem}.rows.jsonl"));
         // Checksums of both files, recorded in the commit point: resume verifies them.

@@ -128,6 +128,8 @@ pub fn prepared_row(ids: Vec<u32>, response: std::ops::Range<usize>) -> Prepared
             tokens: ids.len(),
             prompt_hash: String::new(),
             truncated: false,
+            positions: None,
+            response_tokens: None,
         },
         ids,
         response,

@@ -73,6 +73,7 @@ pub fn meta(s: &Synth) -> StoreMeta {
         complete: false,
         row_count: 0,
         truncated: 0,
+        max_states: None,
     }
 }
 
@@ -109,6 +110,8 @@ pub fn generate(s: &Synth) -> (Vec<RowMeta>, Vec<Array2<f32>>) {
             source: Some(if i % 2 == 0 { "even" } else { "odd" }.into()),
             tokens: 10,
             truncated: false,
+            positions: None,
+            response_tokens: None,
         });
         for (k, m) in mats.iter_mut().enumerate() {
             let strength = (k + 1) as f64 / s.layers.len() as f64;
@@ -144,7 +147,7 @@ pub fn write_store_with(
             .iter()
             .map(|m| m.slice(ndarray::s![start..end, ..]).to_owned())
             .collect();
-        w.write_shard(&rows[start..end], &parts).unwrap();
+        w.write_shard(&rows[start..end], &parts, &[]).unwrap();
         start = end;
     }
     w.finish(0).unwrap();

@@ -139,6 +139,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             probe_every_n_tokens: a.probe_every_n_tokens,
             smoothing: Smoothing::MovingAverage { window: 1 },
         },
+        second: None,
     };
     guard.config.validate()?;
     let opts = GenerateOptions {

@@ -84,6 +84,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             probe_every_n_tokens: 1,
             smoothing: Smoothing::MovingAverage { window: 4 },
         },
+        second: None,
     };
     let opts = GenerateOptions {
         max_new_tokens: a.new_tokens,

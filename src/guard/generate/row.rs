@@ -27,6 +27,8 @@ pub(super) struct RowState<'t, 's> {
     stop: Option<StopReason>,
     ttft_ms: Option<f64>,
     first_release_ms: Option<f64>,
+    /// A cascade's running sum of the response's states at the second stage's layer.
+    second_sum: Vec<f64>,
 }
 
 impl<'t, 's> RowState<'t, 's> {
@@ -60,6 +62,7 @@ impl<'t, 's> RowState<'t, 's> {
             stop: None,
             ttft_ms: None,
             first_release_ms: None,
+            second_sum: Vec::new(),
         })
     }
 
@@ -118,12 +121,12 @@ impl<'t, 's> RowState<'t, 's> {
     }
 
     /// After the graph consumed the pending token: judge, then sample the next one. `judged`
-    /// carries the guard and this row's hidden state at the probe layer; a row with a guard must
-    /// get one, so no text is ever released unjudged.
+    /// carries the guard and this row's hidden states at its layers ([`GuardSetup::layers`]); a
+    /// row with a guard must get them, so no text is ever released unjudged.
     pub fn after_step(
         &mut self,
         logits: &[f32],
-        judged: Option<(&GuardSetup<'_>, &[f32])>,
+        judged: Option<(&GuardSetup<'_>, &[&[f32]])>,
         eos: &[u32],
         opts: &GenerateOptions,
         start: Instant,
@@ -142,9 +145,18 @@ impl<'t, 's> RowState<'t, 's> {
         };
         let last = next.is_none();
         match (&mut self.guard, judged) {
-            (Some(g), Some((setup, h))) => {
+            (Some(g), Some((setup, states))) => {
+                let second = running_mean(&mut self.second_sum, setup, states, n);
                 if g.is_due(n, last) {
-                    let step = g.observe(n, setup.scorer.score(h))?;
+                    let k = setup.scorer.layers().len();
+                    let risk = setup.scorer.score_states(&states[..k]);
+                    let step = match (&setup.second, &second) {
+                        (Some(s), Some(mean)) => {
+                            let score = || s.scorer.score(mean);
+                            g.observe_cascade(n, risk, Some((s.threshold, &score)))?
+                        }
+                        _ => g.observe(n, risk)?,
+                    };
                     self.stream.apply(&step)?;
                     if step.decision == Decision::Pause {
                         self.stop = Some(StopReason::Paused);
@@ -227,4 +239,22 @@ impl<'t, 's> RowState<'t, 's> {
             },
         })
     }
+}
+
+/// Adds the newest state at the second stage's layer to `sum` and returns the mean of the `n`
+/// response states so far (`None` without a second stage).
+fn running_mean(
+    sum: &mut Vec<f64>,
+    setup: &GuardSetup<'_>,
+    states: &[&[f32]],
+    n: usize,
+) -> Option<Vec<f32>> {
+    let h = states.get(setup.second_index()?)?;
+    if sum.len() != h.len() {
+        *sum = vec![0.0; h.len()];
+    }
+    for (a, &v) in sum.iter_mut().zip(h.iter()) {
+        *a += v as f64;
+    }
+    Some(sum.iter().map(|a| (a / n.max(1) as f64) as f32).collect())
 }
