@@ -294,12 +294,10 @@ impl RiskScorer for SoftProbe {
 /// produced it must reach the same risks, smoothed risks and decisions at the same steps.
 #[test]
 fn guard_replay_matches_generate_step_by_step() {
-    use open_constitution::guard::replay::replay;
     use open_constitution::guard::Decision;
     let mut decisions = Vec::new();
     for name in TINY_MODELS {
         let mut model = load(name, true);
-        let prompt = "Tell me a short story about a cat.".to_string();
         let layer = model.files.manifest.num_layers / 2;
         let probe = SoftProbe { layer };
         let config = GuardConfig {
@@ -313,43 +311,127 @@ fn guard_replay_matches_generate_step_by_step() {
             config,
             second: None,
         };
-        let mut o = opts(9);
-        o.ignore_eos = true;
-        let (res, _) = run(&mut model, std::slice::from_ref(&prompt), Some(&setup), &o);
-        let r = &res[0];
-        assert!(r.probe_steps.len() >= 2, "{name}: a few probe steps: {r:?}");
-        let gen = &r.token_ids[..r.probe_steps.last().unwrap().token_index + 1];
-        let prompt_ids = {
-            let p = model.files.format.generation_prompt(&prompt).unwrap();
-            model.files.encoder.encode(&p).unwrap().ids
-        };
-        let ids: Vec<u32> = prompt_ids.iter().chain(gen).copied().collect();
-        let row = prepared_row(ids, prompt_ids.len()..prompt_ids.len() + gen.len());
-        let pad = model.files.pad_id();
-        let out = replay(
-            &mut model.decoder,
-            pad,
-            &[row],
-            &setup,
-            (4096, 8),
-            &open_constitution::progress::Silent,
-        )
-        .unwrap();
-        let steps = &out[0].steps;
-        assert_eq!(steps.len(), r.probe_steps.len(), "{name}: same probe steps");
-        for (a, b) in steps.iter().zip(&r.probe_steps) {
-            assert_eq!(a.token_index, b.token_index, "{name}");
-            assert!((a.risk - b.risk).abs() < 1e-4, "{name}: {a:?} vs {b:?}");
-            assert!(
-                (a.smoothed - b.smoothed).abs() < 1e-4,
-                "{name}: {a:?} vs {b:?}"
-            );
-            assert_eq!(a.decision, b.decision, "{name}: {a:?} vs {b:?}");
-            decisions.push(a.decision);
-        }
+        decisions.extend(replay_equals_generate(name, &mut model, &setup));
     }
     assert!(
         decisions.contains(&Decision::Flag) && decisions.contains(&Decision::Continue),
         "the comparison covers both decisions: {decisions:?}"
     );
+}
+
+/// A probe on two layers (their first features, concatenated as training concatenates them).
+struct TwoLayerProbe {
+    layers: [usize; 2],
+}
+
+impl RiskScorer for TwoLayerProbe {
+    fn layer(&self) -> usize {
+        self.layers[0]
+    }
+    fn score(&self, h: &[f32]) -> f32 {
+        SoftProbe { layer: 0 }.score(h)
+    }
+    fn layers(&self) -> Vec<usize> {
+        self.layers.to_vec()
+    }
+    fn score_states(&self, states: &[&[f32]]) -> f32 {
+        assert_eq!(states.len(), 2, "one state per layer");
+        let p = SoftProbe { layer: 0 };
+        0.5 * (p.score(states[0]) + p.score(states[1]))
+    }
+}
+
+/// Issue 13: the cascade (a second stage on the running mean of another layer's states) and a
+/// multi-layer, logit-smoothed probe decide the same in `generate` and in replay, second-stage
+/// scores included, with pauses vetoed by the second stage turned into flags.
+#[test]
+fn cascade_decisions_are_equal_in_generate_and_replay() {
+    use open_constitution::guard::{Decision, SecondStage};
+    let mut decisions = Vec::new();
+    for name in TINY_MODELS {
+        let mut model = load(name, true);
+        let n = model.files.manifest.num_layers;
+        let probe = TwoLayerProbe { layers: [n / 2, n] };
+        let second = SoftProbe { layer: 1 };
+        let config = GuardConfig {
+            threshold: 0.0,
+            pause_threshold: 0.0, // every step reaches the pause: the second stage decides
+            probe_every_n_tokens: 1,
+            smoothing: Smoothing::LogitMovingAverage { window: 2 },
+        };
+        let setup = GuardSetup {
+            scorer: &probe,
+            config,
+            // Above every score: each step's pause is vetoed (flagged), so decoding goes on.
+            second: Some(SecondStage {
+                scorer: &second,
+                threshold: 1.5,
+            }),
+        };
+        let mut want = vec![n / 2, n];
+        if !want.contains(&1) {
+            want.push(1);
+        }
+        assert_eq!(
+            setup.layers(),
+            want,
+            "probe layers, then the second stage's"
+        );
+        decisions.extend(replay_equals_generate(name, &mut model, &setup));
+    }
+    assert!(
+        decisions.iter().all(|&d| d == Decision::Flag) && !decisions.is_empty(),
+        "every pause was vetoed into a flag: {decisions:?}"
+    );
+}
+
+/// Generates 9 tokens with `setup`, replays them, and checks both saw the same steps; returns
+/// the decisions.
+fn replay_equals_generate(
+    name: &str,
+    model: &mut Model,
+    setup: &GuardSetup<'_>,
+) -> Vec<open_constitution::guard::Decision> {
+    use open_constitution::guard::replay::replay;
+    let prompt = "Tell me a short story about a cat.".to_string();
+    let mut o = opts(9);
+    o.ignore_eos = true;
+    let (res, _) = run(model, std::slice::from_ref(&prompt), Some(setup), &o);
+    let r = &res[0];
+    assert!(r.probe_steps.len() >= 2, "{name}: a few probe steps: {r:?}");
+    let gen = &r.token_ids[..r.probe_steps.last().unwrap().token_index + 1];
+    let prompt_ids = {
+        let p = model.files.format.generation_prompt(&prompt).unwrap();
+        model.files.encoder.encode(&p).unwrap().ids
+    };
+    let ids: Vec<u32> = prompt_ids.iter().chain(gen).copied().collect();
+    let row = prepared_row(ids, prompt_ids.len()..prompt_ids.len() + gen.len());
+    let pad = model.files.pad_id();
+    let out = replay(
+        &mut model.decoder,
+        pad,
+        &[row],
+        setup,
+        (4096, 8),
+        &open_constitution::progress::Silent,
+    )
+    .unwrap();
+    let steps = &out[0].steps;
+    assert_eq!(steps.len(), r.probe_steps.len(), "{name}: same probe steps");
+    let close = |a: Option<f32>, b: Option<f32>| match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-4,
+        (a, b) => a == b,
+    };
+    for (a, b) in steps.iter().zip(&r.probe_steps) {
+        assert_eq!(a.token_index, b.token_index, "{name}");
+        assert!((a.risk - b.risk).abs() < 1e-4, "{name}: {a:?} vs {b:?}");
+        assert!(
+            (a.smoothed - b.smoothed).abs() < 1e-4,
+            "{name}: {a:?} vs {b:?}"
+        );
+        assert!(close(a.second, b.second), "{name}: {a:?} vs {b:?}");
+        assert_eq!(a.second.is_some(), setup.second.is_some(), "{name}: {a:?}");
+        assert_eq!(a.decision, b.decision, "{name}: {a:?} vs {b:?}");
+    }
+    steps.iter().map(|s| s.decision).collect()
 }

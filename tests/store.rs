@@ -58,11 +58,7 @@ fn write_rows(w: &mut StoreWriter, from: usize, to: usize) {
     while i < to {
         let n = (to - i).min(2);
         let rows: Vec<RowMeta> = (i..i + n).map(row).collect();
-        w.write_shard(
-            &rows,
-            &[layer_block(i, n, 2), layer_block(i, n, 4)],
-            &[],
-        )
+        w.write_shard(&rows, &[layer_block(i, n, 2), layer_block(i, n, 4)], &[])
             .unwrap();
         i += n;
     }
@@ -316,4 +312,70 @@ fn resume_verifies_committed_shards() {
         err.contains("shard-00001") && err.contains("changed"),
         "{err}"
     );
+}
+
+/// Issue 13: a `tokens` store holds a ragged `[states, hidden]` tensor per layer (each row's
+/// positions) and a `[rows, hidden]` response mean; both read back in row order, a resume
+/// verifies them, and merging shards keeps every row's states with it.
+#[test]
+fn tokens_stores_keep_each_rows_states_and_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = meta(None);
+    m.pooling = Pooling::Tokens;
+    m.max_states = Some(3);
+    let counts = [3usize, 1, 2, 3, 2];
+    let tokens_row = |i: usize| RowMeta {
+        positions: Some((0..counts[i] as u32).collect()),
+        response_tokens: Some(counts[i] + 4),
+        ..row(i)
+    };
+    let states_of = |rows: &[usize], layer: usize| {
+        let n: usize = rows.iter().map(|&i| counts[i]).sum();
+        let first: usize = counts[..rows[0]].iter().sum();
+        layer_block(first, n, layer)
+    };
+    let write = |d: &Path, m: StoreMeta, from: usize, to: usize| {
+        let mut w = StoreWriter::create_or_resume(d, m).unwrap();
+        let mut i = from;
+        while i < to {
+            let idx: Vec<usize> = (i..(i + 2).min(to)).collect();
+            let rows: Vec<RowMeta> = idx.iter().map(|&k| tokens_row(k)).collect();
+            let states = [states_of(&idx, 2), states_of(&idx, 4)];
+            let means = [layer_block(i, idx.len(), 7), layer_block(i, idx.len(), 8)];
+            // A shard whose states do not match its rows' positions is refused.
+            assert!(w.write_shard(&rows, &[states[0].clone()], &means).is_err());
+            w.write_shard(&rows, &states, &means).unwrap();
+            i += idx.len();
+        }
+        w
+    };
+    let d = dir.path().join("tokens");
+    drop(write(&d, m.clone(), 0, 4));
+    let w = write(&d, m.clone(), 4, 5);
+    assert_eq!(
+        w.rows_done(),
+        5,
+        "resumed after verifying the ragged shards"
+    );
+    w.finish(0).unwrap();
+    let s = ActivationStore::open(&d).unwrap();
+    let all: Vec<usize> = (0..5).collect();
+    assert_eq!(s.layer_matrix(4).unwrap(), states_of(&all, 4));
+    assert_eq!(s.mean_matrix(2).unwrap().nrows(), 5);
+    assert_eq!(s.mean_matrix(2).unwrap(), {
+        let parts: Vec<Array2<f32>> = [0, 2, 4]
+            .iter()
+            .map(|&i| layer_block(i, if i == 4 { 1 } else { 2 }, 7))
+            .collect();
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        ndarray::concatenate(ndarray::Axis(0), &views).unwrap()
+    });
+    let merged = dir.path().join("merged");
+    let set = ActivationSet::open(&[d.clone()]).unwrap();
+    set.merge_into(&merged, 3).unwrap();
+    let back = ActivationStore::open(&merged).unwrap();
+    assert_eq!(back.layer_matrix(2).unwrap(), s.layer_matrix(2).unwrap());
+    assert_eq!(back.mean_matrix(4).unwrap(), s.mean_matrix(4).unwrap());
+    assert_eq!(back.rows(), s.rows());
+    assert!(back.meta().per_token());
 }

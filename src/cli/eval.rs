@@ -95,6 +95,9 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<()> {
         None => args.activations.clone(),
     };
     let set = ActivationSet::open(&stores)?;
+    if set.meta().per_token() {
+        return super::eval_tokens::report(&probe, &set, args.split, &out);
+    }
     report_on_store(&probe, &set, args.split, &out)
 }
 
@@ -127,7 +130,7 @@ fn extract_for_probe(
 pub(super) fn load_probe_model(args: &Args, probe: &Probe) -> anyhow::Result<Model> {
     let spec = args.model.as_deref().context("--data needs --model")?;
     let chat = probe.config().use_chat_template;
-    let layer = probe.layer_index().to_string();
+    let layer = layer_spec(probe);
     let model = Model::load_for_extraction(
         spec,
         chat,
@@ -141,6 +144,19 @@ pub(super) fn load_probe_model(args: &Args, probe: &Probe) -> anyhow::Result<Mod
 }
 
 /// The extraction of `data` at the probe's layer, pooling and truncation into `store`.
+/// Every hidden state the probe's guard reads (its layers and a cascade's), as a `--layers` list.
+fn layer_spec(probe: &Probe) -> String {
+    let c = probe.config();
+    let mut layers = c.layers();
+    if let Some(k) = &c.cascade {
+        if !layers.contains(&k.layer_index) {
+            layers.push(k.layer_index);
+        }
+    }
+    let names: Vec<String> = layers.iter().map(|l| l.to_string()).collect();
+    names.join(",")
+}
+
 pub(super) fn data_job(
     args: &Args,
     probe: &Probe,
@@ -149,7 +165,7 @@ pub(super) fn data_job(
     progress: bool,
 ) -> ExtractJob {
     ExtractJob {
-        layers: probe.layer_index().to_string(),
+        layers: layer_spec(probe),
         pooling: probe.config().pooling,
         batch_tokens: args.runtime.batch_tokens(args.batch_tokens),
         max_examples: args.max_examples,

@@ -33,9 +33,9 @@ pub struct Args {
     /// `tokens` stores --max-states + 1 times more.
     #[arg(long, value_enum, default_value_t = Pooling::Last)]
     pub pooling: Pooling,
-    /// `--pooling tokens`: most states stored per exchange (every token of shorter responses, an
-    /// even sample ending at the last of longer ones). Store size and training time grow with
-    /// it; 32 covers the first 32 tokens, where a guard should pause, exactly.
+    /// `--pooling tokens`: most states stored per exchange: every token of shorter responses;
+    /// of longer ones the first half of them, then an even sample ending at the last token.
+    /// Store size and training time grow with it.
     #[arg(long, default_value_t = ExtractJob::DEFAULT_MAX_STATES)]
     pub max_states: usize,
     /// Padded tokens per batch (rows x longest row). Default: 1024 on CPU (cache-friendly),

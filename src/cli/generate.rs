@@ -104,7 +104,7 @@ pub fn load_probe(dir: &Path, model: &Model) -> anyhow::Result<Probe> {
             "drop --no-chat-template"
         }
     );
-    if probe.config().pooling != Pooling::Token {
+    if !matches!(probe.config().pooling, Pooling::Token | Pooling::Tokens) {
         // Not an error: such probes still rank exchanges, but their thresholds were calibrated
         // on another kind of state than the per-token ones the guard scores.
         tracing::warn!(

@@ -4,6 +4,7 @@ mod bench;
 mod common;
 mod eval;
 mod eval_stream;
+mod eval_tokens;
 mod extract;
 mod generate;
 mod merge;
@@ -12,6 +13,7 @@ mod progress;
 mod render;
 mod sweep;
 mod train;
+mod train_stream;
 
 use clap::{Parser, Subcommand};
 

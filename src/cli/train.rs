@@ -77,6 +77,35 @@ pub struct Args {
     pub out: PathBuf,
     #[command(flatten)]
     pub train: TrainFlags,
+    /// `tokens` stores: the layers a streaming probe concatenates (`all` or a comma list of
+    /// hidden-state indices, negative from the end). Default: every stored layer. More layers
+    /// generalize better at the cost of one dot product per layer per guarded token.
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "view")]
+    pub layers: Option<String>,
+    /// `tokens` stores: fit a per-state baseline on one view of the states (`last`, `token`,
+    /// `mean`) of --layer instead of a streaming probe; its thresholds are still set on
+    /// validation streams, so the methods compare as guards.
+    #[arg(long, value_enum)]
+    pub view: Option<super::train_stream::View>,
+    /// Streaming probe: softmax temperature (logit units) of the token weighting. Small values
+    /// train on each response's riskiest step (what the guard thresholds), large ones on the
+    /// mean over its steps.
+    #[arg(long, default_value_t = 1.0)]
+    pub tau: f64,
+    /// Streaming probe: smooth logits with an EMA of this weight in (0, 1] instead of the
+    /// moving average of --smoothing-window steps (the guard then smooths the same way).
+    #[arg(long)]
+    pub stream_ema_alpha: Option<f64>,
+    /// Streaming probe: most L-BFGS iterations per alpha (each is one pass over the states).
+    #[arg(long, default_value_t = 300)]
+    pub max_iters: u64,
+    /// Streaming probe: the layer whose response mean the cascade's second stage scores
+    /// (default: the last of --layers). No second forward pass: the guard keeps a running mean.
+    #[arg(long, allow_negative_numbers = true)]
+    pub cascade_layer: Option<i64>,
+    /// Streaming probe: no cascade (a pause needs only the streaming probe).
+    #[arg(long)]
+    pub no_cascade: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -84,6 +113,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     opts.validate()?;
     let set = ActivationSet::open(&args.activations)?;
     let meta = set.meta();
+    if meta.per_token() {
+        return super::train_stream::run(&args, &set);
+    }
+    anyhow::ensure!(
+        args.view.is_none() && args.layers.is_none(),
+        "--view and --layers need a `tokens` store (extract with --pooling tokens); this one is \
+         {:?}-pooled",
+        meta.pooling
+    );
     let layer = match (args.layer, meta.layers.as_slice()) {
         (Some(l), _) => l,
         (None, [only]) => *only as i64,

@@ -96,10 +96,16 @@ pub fn forward_pooled(
     }
     let hidden = decoder.manifest().hidden_size;
     // Only the pooled positions are read (and widened, for fp16 graphs).
-    forward_hidden(decoder, inputs, rows.len(), layers, |seq, data| match data {
-        FloatData::F32(d) => pool(d, seq, hidden, rows, pooling),
-        FloatData::F16(d) => pool(d, seq, hidden, rows, pooling),
-    })
+    forward_hidden(
+        decoder,
+        inputs,
+        rows.len(),
+        layers,
+        |seq, data| match data {
+            FloatData::F32(d) => pool(d, seq, hidden, rows, pooling),
+            FloatData::F16(d) => pool(d, seq, hidden, rows, pooling),
+        },
+    )
 }
 
 /// One batch's per-token states and response means per layer (`tokens` pooling).
@@ -121,10 +127,22 @@ pub fn forward_states(
     let seqs: Vec<&[u32]> = rows.iter().map(|r| r.ids.as_slice()).collect();
     let inputs = right_padded(&seqs, pad_id);
     let hidden = decoder.manifest().hidden_size;
-    let parts = forward_hidden(decoder, inputs, rows.len(), layers, |seq, data| match data {
-        FloatData::F32(d) => (gather(d, seq, hidden, rows), pool(d, seq, hidden, rows, Pooling::Mean)),
-        FloatData::F16(d) => (gather(d, seq, hidden, rows), pool(d, seq, hidden, rows, Pooling::Mean)),
-    })?;
+    let parts = forward_hidden(
+        decoder,
+        inputs,
+        rows.len(),
+        layers,
+        |seq, data| match data {
+            FloatData::F32(d) => (
+                gather(d, seq, hidden, rows),
+                pool(d, seq, hidden, rows, Pooling::Mean),
+            ),
+            FloatData::F16(d) => (
+                gather(d, seq, hidden, rows),
+                pool(d, seq, hidden, rows, Pooling::Mean),
+            ),
+        },
+    )?;
     let (states, means) = parts.into_iter().unzip();
     Ok(TokenStates { states, means })
 }
@@ -161,14 +179,21 @@ fn forward_hidden<R>(
         .collect()
 }
 
-/// Up to `k` response-token indices out of `n`: all of them when `n <= k`, else `k` evenly
-/// spaced ones ending at the last (the whole response is judged there).
+/// Up to `k` response-token indices out of `n`: all of them when `n <= k`; else the first
+/// `k / 2` (the start of a response, where a guard should pause and where the stored steps are
+/// exactly the guard's) and `k - k / 2` evenly spaced over the rest, ending at the last token
+/// (the whole response is judged there).
 pub fn sample_positions(n: usize, k: usize) -> Vec<u32> {
     if n <= k {
         return (0..n as u32).collect();
     }
-    // The i-th of k equal parts ends at token ceil(i n / k) - 1; strictly increasing for k < n.
-    (1..=k).map(|i| ((i * n).div_ceil(k) - 1) as u32).collect()
+    let head = k / 2;
+    let (rest, m) = (n - head, k - head);
+    // The i-th of m equal parts of the rest ends at ceil(i rest / m) - 1; increasing for m < rest.
+    (0..head)
+        .chain((1..=m).map(|i| head + (i * rest).div_ceil(m) - 1))
+        .map(|p| p as u32)
+        .collect()
 }
 
 /// Sets each row's `positions` (at most `k` states, see [`sample_positions`]) and
@@ -202,13 +227,16 @@ pub fn pooled_span(row: &PreparedRow, pooling: Pooling) -> Range<usize> {
         Pooling::Last => row.ids.len() - 1..row.ids.len(),
         Pooling::Mean | Pooling::Tokens => row.response.clone(),
         Pooling::Token => {
-            let n = row.response.len().max(1) as u64;
-            let t = row.response.start
-                + (crate::extract::select::hash64(&[b"oc-token", row.meta.id.as_bytes()]) % n)
-                    as usize;
+            let t = row.response.start + hashed_index(&row.meta.id, row.response.len());
             t..t + 1
         }
     }
+}
+
+/// The index in `0..n` that `token` pooling picks for row `id` (a hash: stable across runs and
+/// batchings); also how a `tokens` store's `token` view picks among a row's states.
+pub fn hashed_index(id: &str, n: usize) -> usize {
+    (crate::extract::select::hash64(&[b"oc-token", id.as_bytes()]) % n.max(1) as u64) as usize
 }
 
 /// The positions each row pools (`[rows, seq, 1]`) and 1 / their count (`[rows, 1]`), for
@@ -380,7 +408,10 @@ fn run_block(
             check_finite(&t.means, todo, layers)?;
             (t.states, t.means)
         }
-        pooling => (forward_pooled(decoder, todo, layers, pooling, pad_id)?, Vec::new()),
+        pooling => (
+            forward_pooled(decoder, todo, layers, pooling, pad_id)?,
+            Vec::new(),
+        ),
     };
     check_finite_states(&states, todo, layers)?;
     Ok(Block {
@@ -498,7 +529,8 @@ mod tests {
     fn positions_are_all_tokens_or_an_even_sample_ending_at_the_last() {
         assert_eq!(sample_positions(3, 8), vec![0, 1, 2]);
         assert_eq!(sample_positions(8, 8), (0..8).collect::<Vec<u32>>());
-        assert_eq!(sample_positions(10, 4), vec![2, 4, 7, 9]);
+        assert_eq!(sample_positions(10, 4), vec![0, 1, 5, 9]);
+        assert_eq!(sample_positions(10, 1), vec![9]);
         for n in 1..200 {
             for k in 1..20 {
                 let p = sample_positions(n, k);

@@ -9,7 +9,8 @@ mod plan;
 pub mod select;
 
 pub use forward::{
-    extract_into, forward_pooled, pooled_span, prepare_rows, warm_up, BatchSettings, PreparedRow,
+    extract_into, forward_pooled, hashed_index, pooled_span, prepare_rows, warm_up, BatchSettings,
+    PreparedRow,
 };
 pub use job::{
     default_batch_tokens, run_extract, select_rows, store_meta, ExtractJob, ExtractSummary,

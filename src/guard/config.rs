@@ -79,7 +79,8 @@ impl GuardConfig {
             return Err(arg("--probe-every-n-tokens must be >= 1"));
         }
         match self.smoothing {
-            Smoothing::MovingAverage { window: 0 } | Smoothing::LogitMovingAverage { window: 0 } => {
+            Smoothing::MovingAverage { window: 0 }
+            | Smoothing::LogitMovingAverage { window: 0 } => {
                 Err(arg("--smoothing-window must be >= 1 (1 = no smoothing)"))
             }
             Smoothing::Ema { alpha } | Smoothing::LogitEma { alpha }

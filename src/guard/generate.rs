@@ -151,7 +151,9 @@ pub fn generate_batch<'s>(
                 .iter()
                 .map(|h| &h[b * hidden_size..(b + 1) * hidden_size])
                 .collect();
-            let judged = guard.filter(|_| !states.is_empty()).map(|g| (g, &states[..]));
+            let judged = guard
+                .filter(|_| !states.is_empty())
+                .map(|g| (g, &states[..]));
             r.after_step(
                 &logits[b * vocab..(b + 1) * vocab],
                 judged,

@@ -103,7 +103,13 @@ pub fn replay(
                 Some((s, mut mean, l)) => {
                     let mut second_at = |t: usize| s.scorer.score(mean.upto(t, |p| state(l, p)));
                     let steps = trajectory_cascade(row, config, risk_at, Some(&mut second_at))?;
-                    decide_cascade(row, &steps, config.threshold, config.pause_threshold, Some(s.threshold))
+                    decide_cascade(
+                        row,
+                        &steps,
+                        config.threshold,
+                        config.pause_threshold,
+                        Some(s.threshold),
+                    )
                 }
                 None => judge_row(row, config, risk_at)?,
             });
@@ -241,7 +247,8 @@ pub fn decide_cascade(
     let (mut first_flag, mut pause_at, mut max_smoothed) = (None, None, 0f32);
     for s in trajectory {
         let score = || s.second.unwrap_or(0.0);
-        let decision = config.decide_cascade(s.smoothed, second.map(|c| (c, &score as &dyn Fn() -> f32)));
+        let decision =
+            config.decide_cascade(s.smoothed, second.map(|c| (c, &score as &dyn Fn() -> f32)));
         status = status.after(decision);
         steps.push(ProbeStep { decision, ..*s });
         max_smoothed = max_smoothed.max(s.smoothed);

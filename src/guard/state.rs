@@ -112,10 +112,9 @@ impl Guard {
         let scored = second.map(|(t, score)| (t, score()));
         let value = scored.map(|(_, v)| v);
         let get = || value.unwrap_or(0.0);
-        let decision = self.cfg.decide_cascade(
-            smoothed,
-            scored.map(|(t, _)| (t, &get as &dyn Fn() -> f32)),
-        );
+        let decision = self
+            .cfg
+            .decide_cascade(smoothed, scored.map(|(t, _)| (t, &get as &dyn Fn() -> f32)));
         self.status = self.status.after(decision);
         self.judged = tokens_generated;
         let step = ProbeStep {

@@ -2,7 +2,8 @@
 //! time from the shard tensors.
 
 use super::writer::{
-    layer_tensor, mean_tensor, read_meta, state_count, read_rows, shard_stem, RowMeta, StoreMeta, STORE_FORMAT, STORE_VERSION,
+    layer_tensor, mean_tensor, read_meta, read_rows, shard_stem, state_count, RowMeta, StoreMeta,
+    STORE_FORMAT, STORE_VERSION,
 };
 use crate::error::{Error, Result};
 use crate::store::tensors::TensorFile;

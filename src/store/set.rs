@@ -103,7 +103,10 @@ impl ActivationSet {
         self.concat(|s| s.mean_matrix(layer))
     }
 
-    fn concat(&self, part: impl Fn(&ActivationStore) -> Result<Array2<f32>>) -> Result<Array2<f32>> {
+    fn concat(
+        &self,
+        part: impl Fn(&ActivationStore) -> Result<Array2<f32>>,
+    ) -> Result<Array2<f32>> {
         let parts = self.stores.iter().map(part).collect::<Result<Vec<_>>>()?;
         let views: Vec<_> = parts.iter().map(|m| m.view()).collect();
         concatenate(Axis(0), &views).map_err(|e| Error::Store(format!("concatenating stores: {e}")))

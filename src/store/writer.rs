@@ -31,8 +31,8 @@ pub enum Pooling {
     /// One response token per exchange, chosen by a hash of the row id: the kind of state the
     /// guard scores mid-generation (the newest token given the text so far).
     Token,
-    /// Many response tokens per exchange (every one, or an evenly spaced sample of at most
-    /// `max_states` that always includes the last), each with its position, plus the mean over
+    /// Many response tokens per exchange (every one, or at most `max_states`: the first half of
+    /// them and an even sample of the rest ending at the last), each with its position, plus the mean over
     /// the response (`mean.{j}`): what a streaming probe trains on and a cascade's second stage
     /// scores. `layer.{j}` then has one row per stored state, not per exchange.
     Tokens,
@@ -228,8 +228,11 @@ struct ShardNote {
 /// Every tensor a shard holds, with its expected first dimension: `layer.{j}` has one row per
 /// stored state, `mean.{j}` (tokens pooling) one per exchange.
 fn shard_tensor_names(meta: &StoreMeta, states: usize, rows: usize) -> Vec<(String, usize)> {
-    let mut names: Vec<(String, usize)> =
-        meta.layers.iter().map(|&l| (layer_tensor(l), states)).collect();
+    let mut names: Vec<(String, usize)> = meta
+        .layers
+        .iter()
+        .map(|&l| (layer_tensor(l), states))
+        .collect();
     if meta.per_token() {
         names.extend(meta.layers.iter().map(|&l| (mean_tensor(l), rows)));
     }
@@ -406,7 +409,11 @@ impl StoreWriter {
         layers: &[Array2<f32>],
         means: &[Array2<f32>],
     ) -> Result<()> {
-        let want_means = if self.meta.per_token() { layers.len() } else { 0 };
+        let want_means = if self.meta.per_token() {
+            layers.len()
+        } else {
+            0
+        };
         if layers.len() != self.meta.layers.len() || means.len() != want_means {
             return Err(Error::Store(format!(
                 "shard has {} layer and {} mean matrices, store has {} layers (pooling {:?})",

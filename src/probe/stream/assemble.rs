@@ -47,11 +47,20 @@ pub fn train_streaming(
     let (val, val_y) = scored(&splits.validation);
     let (test, test_y) = scored(&splits.test);
     let cal = |target: f64| {
-        let neg: Vec<f32> = val.iter().zip(&val_y).filter(|(_, &y)| y == 0).map(|(&s, _)| s).collect();
+        let neg: Vec<f32> = val
+            .iter()
+            .zip(&val_y)
+            .filter(|(_, &y)| y == 0)
+            .map(|(&s, _)| s)
+            .collect();
         let threshold = threshold_for_fpr(&neg, target).unwrap_or(1.0);
         let achieved = |s: &[f32], y: &[u8]| {
             let class = |c: u8| -> Vec<f32> {
-                s.iter().zip(y).filter(|(_, &l)| l == c).map(|(&v, _)| v).collect()
+                s.iter()
+                    .zip(y)
+                    .filter(|(_, &l)| l == c)
+                    .map(|(&v, _)| v)
+                    .collect()
             };
             Achieved {
                 fpr: rate_at(&class(0), threshold),

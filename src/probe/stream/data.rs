@@ -34,7 +34,9 @@ impl<'a> StreamSet<'a> {
             )));
         }
         if layers.is_empty() {
-            return Err(Error::Probe("a streaming probe needs at least one layer".into()));
+            return Err(Error::Probe(
+                "a streaming probe needs at least one layer".into(),
+            ));
         }
         let parts = layers
             .iter()
@@ -119,7 +121,10 @@ impl<'a> StreamSet<'a> {
     /// The raw risk of each of row `i`'s stored states under `scorer`.
     pub fn risks(&self, scorer: &Scorer, i: usize) -> Vec<f32> {
         let x = self.x.slice(ndarray::s![self.spans[i].clone(), ..]);
-        logits(scorer, x).into_iter().map(|z| sigmoid(z) as f32).collect()
+        logits(scorer, x)
+            .into_iter()
+            .map(|z| sigmoid(z) as f32)
+            .collect()
     }
 }
 

@@ -10,9 +10,9 @@ use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, T
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use ndarray::{Array2, ArrayView1};
-use std::sync::Arc;
 use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Responses to fit: standardized states and, per response, its state rows and label. Shared
 /// (`Arc`) by the grid's parallel fits: argmin owns its problem.
@@ -79,7 +79,11 @@ fn objective(data: &Streams, fit: StreamFit, total: f64, p: &[f64]) -> (f64, Vec
     let mut gz = vec![0f32; z.len()];
     let mut cost = 0.0;
     for ((span, &y), &c) in data.spans.iter().zip(&data.labels).zip(&data.weights) {
-        let zi: Vec<f64> = z.slice(ndarray::s![span.clone()]).iter().map(|&v| v as f64 + b).collect();
+        let zi: Vec<f64> = z
+            .slice(ndarray::s![span.clone()])
+            .iter()
+            .map(|&v| v as f64 + b)
+            .collect();
         let (loss, dz) = sequence_loss(&zi, y, fit.smoothing, fit.tau);
         cost += c * loss / total;
         for (g, d) in gz[span.clone()].iter_mut().zip(dz) {
@@ -88,7 +92,11 @@ fn objective(data: &Streams, fit: StreamFit, total: f64, p: &[f64]) -> (f64, Vec
     }
     let lambda = fit.alpha / data.spans.len().max(1) as f64;
     let gw = data.x.t().dot(&ArrayView1::from(&gz[..]));
-    let mut grad: Vec<f64> = gw.iter().zip(&p[..d]).map(|(&g, &w)| g as f64 + lambda * w).collect();
+    let mut grad: Vec<f64> = gw
+        .iter()
+        .zip(&p[..d])
+        .map(|(&g, &w)| g as f64 + lambda * w)
+        .collect();
     grad.push(gz.iter().map(|&g| g as f64).sum());
     cost += 0.5 * lambda * p[..d].iter().map(|w| w * w).sum::<f64>();
     (cost, grad)
@@ -113,10 +121,15 @@ impl Gradient for Objective {
 /// Fits one model (see the module doc).
 pub fn fit_stream(data: &Arc<Streams>, fit: StreamFit) -> Result<StreamModel> {
     if data.spans.is_empty() || data.x.ncols() == 0 {
-        return Err(Error::Probe("a streaming fit needs responses with states".into()));
+        return Err(Error::Probe(
+            "a streaming fit needs responses with states".into(),
+        ));
     }
     if !(fit.tau > 0.0 && fit.tau.is_finite()) {
-        return Err(Error::Argument(format!("--tau must be > 0, got {}", fit.tau)));
+        return Err(Error::Argument(format!(
+            "--tau must be > 0, got {}",
+            fit.tau
+        )));
     }
     let total_weight: f64 = data.weights.iter().sum();
     let problem = Objective {
@@ -176,7 +189,11 @@ mod tests {
             spans.push(start..start + 6);
             labels.push(y);
         }
-        (Array2::from_shape_vec((rows.len() / 2, 2), rows).unwrap(), spans, labels)
+        (
+            Array2::from_shape_vec((rows.len() / 2, 2), rows).unwrap(),
+            spans,
+            labels,
+        )
     }
 
     fn fit_toy(x: &Array2<f32>, spans: &[Range<usize>], labels: &[u8]) -> StreamModel {

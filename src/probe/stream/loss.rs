@@ -33,7 +33,11 @@ impl LogitSmoothing {
             }
             LogitSmoothing::Ema { alpha } => {
                 for (t, &zt) in z.iter().enumerate() {
-                    s.push(if t == 0 { zt } else { alpha * zt + (1.0 - alpha) * s[t - 1] });
+                    s.push(if t == 0 {
+                        zt
+                    } else {
+                        alpha * zt + (1.0 - alpha) * s[t - 1]
+                    });
                 }
             }
         }
@@ -174,7 +178,11 @@ mod tests {
         for y in [0u8, 1] {
             let ell = |v: f64| if y == 0 { softplus(v) } else { softplus(-v) };
             let (l0, _) = sequence_loss(&Z, y, s, 1e-4);
-            assert!((l0 - ell(smax)).abs() < 1e-9, "y {y}: {l0} vs {}", ell(smax));
+            assert!(
+                (l0 - ell(smax)).abs() < 1e-9,
+                "y {y}: {l0} vs {}",
+                ell(smax)
+            );
             let mean = smoothed.iter().map(|&v| ell(v)).sum::<f64>() / Z.len() as f64;
             let (lbig, _) = sequence_loss(&Z, y, s, 1e7);
             assert!((lbig - mean).abs() < 1e-6, "y {y}: {lbig} vs {mean}");
@@ -187,6 +195,39 @@ mod tests {
         assert_eq!(w, vec![3.0, 1.5, 3.0, 3.0]);
         let e = LogitSmoothing::Ema { alpha: 0.5 }.apply(&[2.0, 4.0, 0.0]);
         assert_eq!(e, vec![2.0, 3.0, 1.5]);
+    }
+
+    /// The guard smooths a streaming probe's risks exactly as the loss smooths its logits.
+    #[test]
+    fn the_guard_smooths_logits_as_the_loss_does() {
+        use crate::guard::{Guard, GuardConfig, Smoothing};
+        for (guard_rule, loss_rule) in [
+            (
+                Smoothing::LogitMovingAverage { window: 3 },
+                LogitSmoothing::Window { window: 3 },
+            ),
+            (
+                Smoothing::LogitEma { alpha: 0.25 },
+                LogitSmoothing::Ema { alpha: 0.25 },
+            ),
+        ] {
+            let mut g = Guard::new(GuardConfig {
+                threshold: 1.0,
+                pause_threshold: 1.0,
+                probe_every_n_tokens: 1,
+                smoothing: guard_rule,
+            })
+            .unwrap();
+            let want = loss_rule.apply(&Z);
+            for (t, &z) in Z.iter().enumerate() {
+                let step = g.observe(t + 1, sigmoid(z) as f32).unwrap();
+                let expect = sigmoid(want[t]) as f32;
+                assert!(
+                    (step.smoothed - expect).abs() < 1e-6,
+                    "{guard_rule:?} t {t}"
+                );
+            }
+        }
     }
 
     #[test]

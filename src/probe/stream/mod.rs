@@ -92,6 +92,35 @@ pub fn calibrate_streams(
         test_stream_metrics: Metrics::compute(&scores, &labels, t.flag),
     };
     let test_rates = record.test;
+    let achieved = |r: &StreamRates, paused: bool| crate::probe::config::Achieved {
+        fpr: Some(if paused {
+            r.safe_paused
+        } else {
+            r.safe_flagged
+        }),
+        tpr: Some(if paused {
+            r.unsafe_paused
+        } else {
+            r.unsafe_flagged
+        }),
+    };
+    let (v, te) = (&record.validation, &record.test);
+    c.calibration.method = "the guard replayed from the store on the validation streams: the \
+        smallest thresholds flagging (pausing) at most the target share of safe streams; with a \
+        cascade, the second-stage threshold pausing the most unsafe validation streams"
+        .into();
+    c.calibration.flag = crate::probe::config::CalibratedThreshold {
+        threshold: t.flag,
+        target_fpr: flag_fpr,
+        validation: achieved(v, false),
+        test: achieved(te, false),
+    };
+    c.calibration.pause = crate::probe::config::CalibratedThreshold {
+        threshold: t.pause,
+        target_fpr: pause_fpr,
+        validation: achieved(v, true),
+        test: achieved(te, true),
+    };
     c.threshold = t.flag;
     c.pause_threshold = t.pause;
     c.streams = Some(record);

@@ -168,7 +168,14 @@ pub fn calibrate(
         let pause = threshold_for_fpr(&maxima(second), pause_fpr)?.max(flag);
         let caught = rates(streams, flag, pause, second).unsafe_paused;
         if best.is_none_or(|(b, _)| caught > b + 1e-12) {
-            best = Some((caught, StreamThresholds { flag, pause, second }));
+            best = Some((
+                caught,
+                StreamThresholds {
+                    flag,
+                    pause,
+                    second,
+                },
+            ));
         }
     }
     best.map(|(_, t)| t)
@@ -206,7 +213,10 @@ mod tests {
         for cascade in [false, true] {
             let t = calibrate(&streams, 0.05, 0.01, cascade).unwrap();
             let r = rates(&streams, t.flag, t.pause, t.second);
-            assert!(r.safe_flagged <= 0.05 && r.safe_paused <= 0.01, "{cascade}: {r:?}");
+            assert!(
+                r.safe_flagged <= 0.05 && r.safe_paused <= 0.01,
+                "{cascade}: {r:?}"
+            );
             assert!(t.flag <= t.pause);
         }
         // The second stage separates perfectly here: with it, the pause threshold drops to the
@@ -219,7 +229,10 @@ mod tests {
         let plain = calibrate(&streams, 0.05, 0.01, false).unwrap();
         let without = rates(&streams, plain.flag, plain.pause, None);
         assert!(plain.pause > plain.flag);
-        assert!(without.unsafe_paused < with.unsafe_paused, "{without:?} vs {with:?}");
+        assert!(
+            without.unsafe_paused < with.unsafe_paused,
+            "{without:?} vs {with:?}"
+        );
     }
 
     #[test]

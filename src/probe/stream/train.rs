@@ -79,13 +79,14 @@ pub fn fit_and_select(
 ) -> Result<StreamFitted> {
     if let Some(a) = sopts.ema_alpha {
         if !(a > 0.0 && a <= 1.0) {
-            return Err(Error::Argument(format!("--ema-alpha must be in (0, 1], got {a}")));
+            return Err(Error::Argument(format!(
+                "--ema-alpha must be in (0, 1], got {a}"
+            )));
         }
     }
     let smoothing = smoothing_of(opts, sopts);
     let standardizer = Standardizer::fit(data.x.view(), &data.state_rows(&splits.train))?;
-    let (x, spans, labels, weights) =
-        data.train_streams(&standardizer, splits, opts.class_weight);
+    let (x, spans, labels, weights) = data.train_streams(&standardizer, splits, opts.class_weight);
     let train_states = x.nrows();
     let train = std::sync::Arc::new(Streams {
         x,
@@ -93,7 +94,11 @@ pub fn fit_and_select(
         labels,
         weights,
     });
-    let val_labels: Vec<u8> = splits.validation.iter().map(|&i| data.rows[i].label).collect();
+    let val_labels: Vec<u8> = splits
+        .validation
+        .iter()
+        .map(|&i| data.rows[i].label)
+        .collect();
     let fitted: Vec<(StreamModel, GridPoint, f64)> = opts
         .alphas
         .par_iter()
