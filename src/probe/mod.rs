@@ -6,6 +6,7 @@ pub mod calibrate;
 pub mod config;
 pub mod eval;
 pub mod fit;
+mod guard;
 pub(crate) mod io;
 pub mod metrics;
 pub(crate) mod plot;
