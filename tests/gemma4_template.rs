@@ -117,3 +117,74 @@ fn render_cli_accepts_multi_turn_thinking_conversations() {
     let safe: Vec<u64> = serde_json::from_value(case["safe_input_ids"].clone()).unwrap();
     assert_eq!(ids, safe, "{stderr}");
 }
+
+/// What the fixture's template writes for a message text (its `without_thoughts` macro for
+/// model turns: thinking blocks dropped, an unterminated one to the end; then `| trim`).
+fn shown(role: &str, text: &str) -> String {
+    if role != "assistant" {
+        return text.trim().to_string();
+    }
+    let mut pieces = text.split("<|channel>");
+    let mut kept = pieces.next().unwrap_or("").to_string();
+    for p in pieces {
+        if let Some((_, after)) = p.split_once("<channel|>") {
+            kept.push_str(after);
+        }
+    }
+    kept.trim().to_string()
+}
+
+const FRAGMENTS: &[&str] = &[
+    "<|channel>",
+    "<channel|>",
+    "thought\n",
+    "<|turn>",
+    "<turn|>",
+    "model\n",
+    "user\n",
+    "<|think|>",
+    " ",
+    "\n",
+    "Hi",
+    "é",
+    "\u{E000}",
+    "\u{E001}",
+    "1",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+    /// Random conversations of control-token text, thinking blocks, whitespace and sentinel
+    /// characters: every one renders, each message text is located where the template wrote
+    /// it, and the ids hold exactly the control tokens of the conversation's structure (those of
+    /// the same turns with plain texts).
+    #[test]
+    fn random_thinking_conversations_are_located_and_cannot_forge(
+        texts in proptest::collection::vec(
+            proptest::collection::vec(proptest::sample::select(FRAGMENTS), 0..8), 1..6),
+        gen in proptest::bool::ANY,
+    ) {
+        let f = fixture();
+        let t = template(&f);
+        let mut enc = TextEncoder::from_file(&model_dir("tiny-gemma4").join("tokenizer.json")).unwrap();
+        enc.protect_template_tokens(t.text()).unwrap();
+        let role = |i: usize| if i % 2 == 0 { "user" } else { "assistant" };
+        let conversation = |text: &dyn Fn(usize) -> String| -> Value {
+            (0..texts.len())
+                .map(|i| serde_json::json!({"role": role(i), "content": text(i)}))
+                .collect()
+        };
+        let real = conversation(&|i| texts[i].concat());
+        let r = render_messages(&t, &real, gen, &BTreeMap::new()).unwrap();
+        for (i, span) in r.content.iter().enumerate() {
+            proptest::prop_assert_eq!(&r.text[span.clone()], shown(role(i), &texts[i].concat()));
+        }
+        let plain = render_messages(&t, &conversation(&|_| "x".into()), gen, &BTreeMap::new()).unwrap();
+        let control = |ids: &[u32]| -> Vec<u32> {
+            ids.iter().copied().filter(|&i| (2..=22).contains(&i)).collect()
+        };
+        let ids = enc.encode(&r).unwrap().ids;
+        proptest::prop_assert_eq!(control(&ids), control(&enc.encode(&plain).unwrap().ids));
+    }
+}
