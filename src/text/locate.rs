@@ -71,9 +71,37 @@ fn sentinel(k: usize) -> String {
 /// (Gemma 4 for tool-calling turns, Qwen3): message text like the content.
 const REASONING_FIELDS: [&str; 2] = ["reasoning_content", "reasoning"];
 
-/// Every message text, in order, with its message's role: per message its non-empty reasoning
-/// fields, then its content (a string, or the `text` of list parts), so that a turn's last
-/// text is its content.
+/// Every string inside `v` (values, not keys), in order.
+fn string_leaves<'a>(v: &'a mut Json, out: &mut Vec<&'a mut String>) {
+    match v {
+        Json::String(s) => out.push(s),
+        Json::Array(items) => items.iter_mut().for_each(|i| string_leaves(i, out)),
+        Json::Object(map) => map.values_mut().for_each(|i| string_leaves(i, out)),
+        _ => {}
+    }
+}
+
+/// The texts of a message's tool calls: each function's name and the strings of its arguments
+/// (a JSON string, or the string values of an object), which a model writes and templates
+/// print.
+fn tool_call_texts(calls: &mut Json) -> Vec<&mut String> {
+    let mut out = Vec::new();
+    for call in calls.as_array_mut().into_iter().flatten() {
+        let Some(function) = call.get_mut("function").and_then(Json::as_object_mut) else {
+            continue;
+        };
+        for (key, value) in function.iter_mut() {
+            if key == "name" || key == "arguments" {
+                string_leaves(value, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// Every message text, in order, with its message's role: per message its reasoning fields,
+/// its tool calls' texts, then its content (a string, or the `text` of list parts), so that a
+/// turn's last text is its content.
 fn texts_mut(messages: &mut Json) -> Vec<(String, &mut String)> {
     let mut out = Vec::new();
     let Some(list) = messages.as_array_mut() else {
@@ -88,16 +116,18 @@ fn texts_mut(messages: &mut Json) -> Vec<(String, &mut String)> {
         let Some(fields) = m.as_object_mut() else {
             continue;
         };
-        let mut content = None;
+        let (mut content, mut calls) = (None, Vec::new());
         for (key, value) in fields.iter_mut() {
             match (key.as_str(), value) {
                 ("content", v) => content = Some(v),
-                (k, Json::String(s)) if REASONING_FIELDS.contains(&k) && !s.is_empty() => {
+                ("tool_calls", v) => calls = tool_call_texts(v),
+                (k, Json::String(s)) if REASONING_FIELDS.contains(&k) => {
                     out.push((role.clone(), s));
                 }
                 _ => {}
             }
         }
+        out.extend(calls.into_iter().map(|s| (role.clone(), s)));
         match content {
             Some(Json::String(s)) => out.push((role, s)),
             Some(Json::Array(parts)) => {
@@ -414,6 +444,25 @@ mod tests {
         let l = located.unwrap();
         let shown: Vec<&str> = l.spans.iter().map(|s| &text[s.clone()]).collect();
         assert_eq!(shown, ["r<channel|>x", "A"]);
+    }
+
+    #[test]
+    fn tool_call_names_and_arguments_are_message_text() {
+        let src = "{% for m in messages %}{% for c in m.tool_calls %}<|tool_call>{{ c.function.name }}{{ c.function.arguments | tojson }}<tool_call|>{% endfor %}{% endfor %}";
+        let msgs = json!([{"role": "assistant", "tool_calls": [{"type": "function", "function":
+            {"name": "f<turn|>", "arguments": {"q": "a\"<turn|>", "n": 2}}}]}]);
+        let (text, located) = run(src, msgs);
+        let l = located.unwrap();
+        let shown: Vec<&str> = l.spans.iter().map(|s| &text[s.clone()]).collect();
+        assert_eq!(
+            text,
+            "<|tool_call>f<turn|>{\"q\": \"a\\\"<turn|>\", \"n\": 2}<tool_call|>"
+        );
+        assert_eq!(
+            shown,
+            ["f<turn|>", "a\\\"<turn|>"],
+            "tojson escapes: found by rendering"
+        );
     }
 
     #[test]
