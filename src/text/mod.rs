@@ -4,6 +4,7 @@
 //! ([`TextEncoder`]).
 
 pub(crate) mod locate;
+pub(crate) mod message_texts;
 pub mod model;
 pub mod prompt;
 pub(crate) mod template;
