@@ -28,7 +28,10 @@
 //! template writes for the conversation's structure (its roles and turns), whatever the
 //! messages say. Text the template writes only because of a message's value (a marker it adds
 //! when a text contains something) is part of that message's emission: plain text, on the safe
-//! side.
+//! side. An empty text is first replaced like the others; if that changes what the template
+//! does (Gemma 4 closes a tool-calling turn differently when its content is empty), it is left
+//! in place, having no bytes to protect. Which strings count as message text is
+//! `text::message_texts`'s business.
 
 use crate::error::Result;
 use crate::text::message_texts::texts_mut;
