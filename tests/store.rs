@@ -371,7 +371,7 @@ fn tokens_stores_keep_each_rows_states_and_mean() {
         ndarray::concatenate(ndarray::Axis(0), &views).unwrap()
     });
     let merged = dir.path().join("merged");
-    let set = ActivationSet::open(&[d.clone()]).unwrap();
+    let set = ActivationSet::open(std::slice::from_ref(&d)).unwrap();
     set.merge_into(&merged, 3).unwrap();
     let back = ActivationStore::open(&merged).unwrap();
     assert_eq!(back.layer_matrix(2).unwrap(), s.layer_matrix(2).unwrap());

@@ -142,7 +142,7 @@ impl RunningMean {
         }
     }
 
-    fn upto<'s, S: std::ops::Deref<Target = [f32]>>(
+    fn upto<S: std::ops::Deref<Target = [f32]>>(
         &mut self,
         t: usize,
         state: impl Fn(usize) -> S,

@@ -48,13 +48,16 @@ pub struct StreamModel {
     pub converged: bool,
 }
 
+/// Parameters, cost and gradient of one evaluation.
+type Evaluated = (Vec<f64>, f64, Vec<f64>);
+
 /// The objective as argmin sees it; the last gradient is cached, since argmin asks for cost and
 /// gradient at the same point separately and both come out of one pass.
 struct Objective {
     data: Arc<Streams>,
     fit: StreamFit,
     total_weight: f64,
-    cache: RefCell<Option<(Vec<f64>, f64, Vec<f64>)>>,
+    cache: RefCell<Option<Evaluated>>,
 }
 
 impl Objective {

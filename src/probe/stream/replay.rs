@@ -21,13 +21,16 @@ pub struct StoreStream {
     pub second: Vec<f32>,
 }
 
+/// A second stage during replay: the row's states at its layer and its scorer.
+pub type SecondStates<'a> = (ArrayView2<'a, f32>, &'a dyn Fn(&[f32]) -> f32);
+
 /// Replays one row: `risks[k]` is the raw risk of its k-th stored state, `means` the states of the
 /// second stage's layer (`[states, hidden]`, the row's own) and `second` its scorer.
 pub fn replay_row(
     row: &RowMeta,
     risks: &[f32],
     config: GuardConfig,
-    second: Option<(ArrayView2<'_, f32>, &dyn Fn(&[f32]) -> f32)>,
+    second: Option<SecondStates<'_>>,
 ) -> Result<StoreStream> {
     let mut guard = Guard::new(GuardConfig {
         threshold: 1.0,
