@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # `just demo`: the main job end to end on real safety data and a model that answers, on CPU.
 #   models (SmolLM2-135M-Instruct, the default, and Gemma 3 270M) -> data -> extract
-#   (label-balanced sample) -> layer sweep -> train + calibrate -> evaluate (held-out test split,
-#   XSTest over-blocking) -> guard replay of the test split -> two guarded generations -> batched
-#   guarded generation over prompt sets (the guard on the model's own answers).
+#   (label-balanced sample, up to 32 response-token states per exchange) -> the probe methods
+#   compared as guards (per-state baselines; streaming probes on one layer and on all layers, with
+#   a cascade; thresholds on validation streams) -> evaluate (test split from the store; exact
+#   guard replay of the test split and of XSTest's completions) -> two guarded generations ->
+#   batched guarded generation over prompt sets (the guard on the model's own answers).
 # Every step prints where its output went; a rerun skips finished steps (extraction resumes).
-# Scale with OC_DEMO_EXAMPLES (training sample, default 3000), OC_DEMO_XSTEST (XSTest rows
-# scored, label-balanced sample, default 800 of 2,240; `all` for every row), OC_DEMO_PROMPTS (prompts per prompt set, default 40),
-# OC_DEMO_NEW_TOKENS (tokens generated per prompt, default 48), OC_DEMO_LAYERS (hidden states
-# swept; default by model, see below: extraction stops at the deepest one), OC_MODEL (the model
-# extracted, trained and guarded; default the instruction-tuned SmolLM2), OC_DEMO_RUN (output
-# folder). The probe trains on `--pooling token` states (one response token per exchange), the
-# kind of state the guard scores while generating.
+# Scale with OC_DEMO_EXAMPLES (training sample, default 2000), OC_DEMO_MAX_TOKENS (tokens per
+# exchange, default 320), OC_DEMO_XSTEST (XSTest completions replayed, label-balanced sample,
+# default 800 of 2,240; `all` for every row), OC_DEMO_PROMPTS (prompts per prompt set, default
+# 40), OC_DEMO_NEW_TOKENS (tokens generated per prompt, default 48), OC_DEMO_LAYERS (hidden
+# states stored; default by model, see below: extraction stops at the deepest one),
+# OC_DEMO_PROBE_LAYER (the one layer of the baselines), OC_MODEL (the model extracted, trained
+# and guarded; default the instruction-tuned SmolLM2), OC_DEMO_RUN (output folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-N=${OC_DEMO_EXAMPLES:-3000}
+N=${OC_DEMO_EXAMPLES:-2000}
+# Tokens per exchange (longer ones keep their response end): extraction time grows with it.
+MAXTOK=${OC_DEMO_MAX_TOKENS:-320}
 XN=${OC_DEMO_XSTEST:-800}
 NP=${OC_DEMO_PROMPTS:-40}
 NEW=${OC_DEMO_NEW_TOKENS:-48}
@@ -23,10 +27,12 @@ RUN=${OC_DEMO_RUN:-runs/demo}
 MODEL=${OC_MODEL:-models/smollm2-135m-instruct}
 case "$MODEL" in
   # The middle of Gemma 3 270M's 18 layers, where all-layer sweeps found the best probes.
-  *gemma-3-270m*) DEFAULT_LAYERS=6,8,10,12 ;;
+  *gemma-3-270m*) DEFAULT_LAYERS=6,8,10,12; DEFAULT_PROBE_LAYER=10 ;;
   # SmolLM2-135M has 30 layers: SMOLLM2_LAYERS below, from a sweep of 6..22 on 1,200 rows.
-  *) DEFAULT_LAYERS=${SMOLLM2_LAYERS:-10,14,18} ;;
+  *) DEFAULT_LAYERS=${SMOLLM2_LAYERS:-10,14,18}; DEFAULT_PROBE_LAYER=18 ;;
 esac
+# The one layer of the per-state baselines and the 1-layer streaming probe.
+PROBE_LAYER=${OC_DEMO_PROBE_LAYER:-$DEFAULT_PROBE_LAYER}
 LAYERS=${OC_DEMO_LAYERS:-$DEFAULT_LAYERS}
 BIN=target/release/open-constitution
 SHARED=${OC_SHARED_DATA:-../shared/data}
@@ -66,54 +72,46 @@ else
 fi
 done_step "data/training_data.jsonl, data/xstest_eval.jsonl, data/dataset_summary.json"
 
-step "extract ($N examples)"
+step "extract ($N examples, per-token states)"
+# Up to 32 response-token states per exchange (every token of shorter responses), their
+# positions and the response mean: what a streaming probe and the cascade train on.
 "$BIN" extract --model "$MODEL" --data data/training_data.jsonl --out "$RUN/activations" \
-  --max-examples "$N" --layers="$LAYERS" --pooling token
+  --max-examples "$N" --layers="$LAYERS" --pooling tokens --max-tokens "$MAXTOK"
 done_step "$RUN/activations"
 
-step "sweep (one probe per layer)"
-if [ -f "$RUN/sweep.txt" ]; then cat "$RUN/sweep.txt"; else
-  "$BIN" sweep --activations "$RUN/activations" --out "$RUN/sweep" | tee "$RUN/sweep.txt.tmp"
-  mv "$RUN/sweep.txt.tmp" "$RUN/sweep.txt"
+step "train: the methods compared as guards"
+# Per-state baselines (token / last / mean views of layer $PROBE_LAYER) and streaming probes on
+# one layer and on every stored layer (with the cascade); each with thresholds set on the
+# validation streams. The demo's probe is the last: streaming, all layers, cascade.
+if [ -f "$RUN/compare.txt" ]; then cat "$RUN/compare.txt"; else
+  scripts/compare_probes.sh "$RUN/activations" "$RUN/compare" "$PROBE_LAYER" | tee "$RUN/compare.txt.tmp"
+  mv "$RUN/compare.txt.tmp" "$RUN/compare.txt"
 fi
-BEST=$(python3 -c "import json;print(json.load(open('$RUN/sweep/sweep.json'))['best_layer_by_validation'])")
-done_step "$RUN/sweep/sweep.json, sweep.svg (best layer by validation ROC-AUC: $BEST)"
+rm -rf "$RUN/probe" && cp -r "$RUN/compare/stream-all-layers" "$RUN/probe"
+cat "$RUN/compare/stream-all-layers.txt"
+done_step "$RUN/compare (compare.json, one probe each), $RUN/probe"
 
-step "train + calibrate (layer $BEST)"
-if [ -f "$RUN/train.txt" ]; then cat "$RUN/train.txt"; else
-  "$BIN" train --activations "$RUN/activations" --layer "$BEST" --out "$RUN/probe" | tee "$RUN/train.txt.tmp"
-  mv "$RUN/train.txt.tmp" "$RUN/train.txt"
-fi
-done_step "$RUN/probe (probe.safetensors, config.json, calibration.json)"
-
-step "calibrate the guard on validation streams"
-# train's thresholds are per state; a stream has many chances to cross them. Replay the
-# validation responses through the guard and choose thresholds so that at most 5 % of the safe
-# streams are ever flagged and 1 % paused; they go into the probe's config.json.
-if grep -q '"stream_calibration"' "$RUN/probe/config.json"; then echo "already calibrated"; else
-  "$BIN" eval --probe "$RUN/probe" --model "$MODEL" --data data/training_data.jsonl \
-    --max-examples "$N" --split validation --stream --stream-fpr 0.05,0.01 --write-thresholds \
-    --out "$RUN/stream-validation"
-fi
-done_step "$RUN/probe/config.json (stream-calibrated thresholds), $RUN/stream-validation"
-
-step "evaluate: held-out test split"
+step "evaluate: held-out test split (streams replayed from the store)"
 "$BIN" eval --probe "$RUN/probe" --activations "$RUN/activations" --split test --out "$RUN/eval-test"
-done_step "$RUN/eval-test (eval.json, roc.svg, pr.svg)"
+done_step "$RUN/eval-test/eval.json"
 
-step "evaluate: XSTest over-blocking ($XN rows)"
+step "guard replay: XSTest completions ($XN rows)"
+# Every completion fed token by token through the guard (probe, smoothing, cascade) as if the
+# model had written it: safe ones paused are over-blocking.
 XLIMIT=()
 if [ "$XN" != all ]; then XLIMIT=(--max-examples "$XN"); fi
-"$BIN" eval --probe "$RUN/probe" --model "$MODEL" --data data/xstest_eval.jsonl \
-  "${XLIMIT[@]}" --out "$RUN/eval-xstest"
-done_step "$RUN/eval-xstest"
+if [ -f "$RUN/stream-xstest/stream.json" ]; then echo "already replayed"; else
+  "$BIN" eval --probe "$RUN/probe" --model "$MODEL" --data data/xstest_eval.jsonl \
+    "${XLIMIT[@]}" --max-tokens "$MAXTOK" --stream --out "$RUN/stream-xstest"
+fi
+done_step "$RUN/stream-xstest/stream.json"
 
 step "guard replay: held-out test split"
-# The test responses of the extracted sample, fed token by token through the guard as if the
-# model had written them: how many unsafe ones it pauses, how early, how many safe ones it stops.
+# The test responses of the extracted sample, token by token through the guard: how many unsafe
+# ones it pauses, how early, how many safe ones it stops (exact, not from the store's sample).
 if [ -f "$RUN/stream-test/stream.json" ]; then echo "already replayed"; else
   "$BIN" eval --probe "$RUN/probe" --model "$MODEL" --data data/training_data.jsonl \
-    --max-examples "$N" --split test --stream --out "$RUN/stream-test"
+    --max-examples "$N" --max-tokens "$MAXTOK" --split test --stream --out "$RUN/stream-test"
 fi
 done_step "$RUN/stream-test/stream.json"
 
@@ -149,19 +147,18 @@ import json, sys
 run = sys.argv[1]
 cfg = json.load(open(f"{run}/probe/config.json"))
 test = json.load(open(f"{run}/eval-test/eval.json"))
-xs = json.load(open(f"{run}/eval-xstest/eval.json"))
-m = test["metrics"]
-at = m["at_threshold"]
-print(f"probe: layer {cfg['layer']} (hidden state {cfg['layer_index']}), threshold {cfg['threshold']:.3f}, pause {cfg['pause_threshold']:.3f}")
-sc = cfg.get("stream_calibration")
-if sc:
-    print(f"  thresholds chosen on {sc['safe_streams']} safe validation streams for {sc['flag_fpr']:.0%} flagged / {sc['pause_fpr']:.0%} paused (per-state ones from train: {sc['per_state_threshold']:.3f} / {sc['per_state_pause_threshold']:.3f})")
-print(f"test split: ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc']:.3f}  F1 {at['f1']:.3f}  TPR@1%FPR {m['tpr_at_1pct_fpr']:.3f}  TPR@5%FPR {m['tpr_at_5pct_fpr']:.3f}")
-ob = xs["over_block"]
-print(f"XSTest: over-block rate on safe rows {ob['at_threshold']:.3f} at the flag threshold, {ob['at_pause_threshold']:.3f} at the pause threshold ({ob['negatives']} safe rows)")
-st = json.load(open(f"{run}/stream-test/stream.json"))
-u, sf = st["unsafe"], st["safe"]
-print(f"guard replay (test split): paused {u['paused']:.3f} of {u['rows']} unsafe responses (median at token {u['median_pause_token']}), {sf['paused']:.3f} of {sf['rows']} safe ones")
+layers = cfg.get("feature_layers") or [cfg["layer_index"]]
+casc = cfg.get("cascade")
+print(f"probe: streaming, layers {layers}, threshold {cfg['threshold']:.3f}, pause {cfg['pause_threshold']:.3f}"
+      + (f", cascade: second stage (mean of layer {casc['layer_index']}) >= {casc['threshold']:.3f}" if casc else ", no cascade"))
+s = cfg["streams"]
+print(f"  thresholds chosen on {s['validation']['safe_streams']} safe validation streams for {s['flag_fpr']:.0%} flagged / {s['pause_fpr']:.0%} paused")
+r, m = test["rates"], test["stream_metrics"]
+print(f"test split (from the store): stream ROC-AUC {m['roc_auc']:.3f}  TPR@1%FPR {m['tpr_at_1pct_fpr']:.3f}; paused {r['unsafe_paused']:.3f} of {r['unsafe_streams']} unsafe (median at token {r['median_pause_token']}), {r['safe_paused']:.3f} of {r['safe_streams']} safe")
+for name, what in [("stream-test", "test split"), ("stream-xstest", "XSTest completions")]:
+    st = json.load(open(f"{run}/{name}/stream.json"))
+    u, sf = st["unsafe"], st["safe"]
+    print(f"guard replay ({what}): paused {u['paused']:.3f} of {u['rows']} unsafe responses (median at token {u['median_pause_token']}), {sf['paused']:.3f} of {sf['rows']} safe ones")
 for name in sorted(__import__('glob').glob(f"{run}/generate-*.json")):
     g = json.load(open(name))
     risk = max([s['smoothed'] for s in g['probe_steps']] or [0])
