@@ -95,7 +95,6 @@ impl<'a> Engine<'a> {
                     Err(_) => break,
                 }
             }
-            self.metrics.queue_depth.set(queue.len() as i64);
             self.admit(&mut batch, &mut slots, jobs);
             if batch.decoding() {
                 if let Err(e) = batch.step(&mut self.decoder) {
@@ -236,7 +235,9 @@ impl<'a> Engine<'a> {
             pause_threshold: slot.guard.pause_threshold,
             probe_every_n_tokens: slot.guard.probe_every_n_tokens,
         };
-        self.metrics.finished(&r, finish_reason);
+        let gone = slot.events.is_closed();
+        self.metrics
+            .finished(&r, if gone { "cancelled" } else { finish_reason });
         let _ = slot.events.send(Event::Done(Finished {
             finish_reason,
             prompt_tokens: r.prompt_tokens,

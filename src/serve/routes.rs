@@ -38,6 +38,8 @@ pub async fn ready(State(app): State<AppState>) -> Response {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(app): State<AppState>) -> Response {
+    let waiting = app.queue.max_capacity() - app.queue.capacity();
+    app.metrics.queue_depth.set(waiting as i64);
     let ct = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(header::CONTENT_TYPE, ct)], app.metrics.render()).into_response()
 }
