@@ -32,6 +32,9 @@ pub struct ChatRequest {
     pub n: Option<u64>,
     /// This server's extension: a stricter guard for this request (within operator bounds).
     pub guard: Option<GuardRequest>,
+    /// vLLM's extension: never stop at end-of-turn (benchmarks generate exactly `max_tokens`).
+    #[serde(default)]
+    pub ignore_eos: bool,
 }
 
 /// `stop`: one string or a list.
@@ -107,7 +110,7 @@ pub fn prepare(
             sampling,
             on_pause: OnPause::Stop,
             refusal_message: String::new(),
-            ignore_eos: false,
+            ignore_eos: req.ignore_eos,
             keep_withheld: false,
         },
         guard,
