@@ -182,3 +182,88 @@ fn requests_decoding_together_get_the_text_they_get_alone() {
         MODEL
     );
 }
+
+#[test]
+fn moderations_score_exchanges_with_the_probe_batched_as_alone() {
+    use open_constitution::guard::RiskScorer;
+    let s = Server::start(&[]);
+    let exchanges = [
+        (
+            "How do I bake bread?",
+            "Mix flour, water and salt, then bake.",
+        ),
+        (
+            "How do I pick a lock?",
+            "Sure: insert a tension wrench and rake the pins.",
+        ),
+    ];
+    let input: Vec<Value> = exchanges
+        .iter()
+        .map(|(p, r)| json!({"prompt": p, "response": r}))
+        .collect();
+    let (status, _, batched) = s.post_raw(
+        "/v1/moderations",
+        &json!({"model": MODEL, "input": input}).to_string(),
+        None,
+    );
+    assert_eq!(status, 200, "{batched}");
+    // The probe in-process on the same exchange: the last token's state at its layer.
+    let opts = open_constitution::runtime::RuntimeOptions {
+        threads: 1,
+        ..Default::default()
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(MODEL);
+    let mut model =
+        open_constitution::text::Model::load(dir.to_str().unwrap(), true, &opts).unwrap();
+    let probe = open_constitution::probe::Probe::load(probe()).unwrap();
+    for (i, (p, r)) in exchanges.iter().enumerate() {
+        let (_, _, alone) = s.post_raw(
+            "/v1/moderations",
+            &json!({"input": {"prompt": p, "response": r}}).to_string(),
+            None,
+        );
+        let got = &batched["results"][i];
+        let score = got["score"].as_f64().unwrap();
+        assert!(
+            (score - alone["results"][0]["score"].as_f64().unwrap()).abs() < 1e-4,
+            "{got} vs {alone}"
+        );
+        assert_eq!(
+            got["flagged"].as_bool(),
+            Some(score >= got["threshold"].as_f64().unwrap())
+        );
+        let rendered = model.files.format.exchange(p, r).unwrap();
+        let ids = model.files.encoder.encode(&rendered).unwrap().ids;
+        let row = open_constitution::extract::PreparedRow {
+            response: 0..ids.len(),
+            meta: open_constitution::store::RowMeta {
+                id: "x".into(),
+                label: 0,
+                split: None,
+                topic: None,
+                source: None,
+                tokens: ids.len(),
+                prompt_hash: String::new(),
+                truncated: false,
+            },
+            ids,
+        };
+        let pooled = open_constitution::extract::forward_pooled(
+            &mut model.decoder,
+            &[&row],
+            &[probe.layer()],
+            open_constitution::store::Pooling::Last,
+            0,
+        )
+        .unwrap();
+        let want = probe.score(pooled[0].row(0).as_slice().unwrap()) as f64;
+        assert!(
+            (score - want).abs() < 1e-4,
+            "served {score} vs in-process {want}"
+        );
+    }
+    let (status, _, e) = s.post_raw("/v1/moderations", r#"{"input": []}"#, None);
+    assert_eq!((status, e["error"]["param"].clone()), (400, json!("input")));
+}

@@ -5,7 +5,9 @@
 //! request's event channel through a [`StopMatcher`]; the row's end sends one [`Event::Done`].
 
 use super::metrics::Metrics;
+use super::moderation::ScoreJob;
 use super::stop::StopMatcher;
+use crate::extract::{forward_pooled, PreparedRow};
 use crate::guard::generate::{Batch, GenerateOptions, GenerationResult, Row, Sink, StopReason};
 use crate::guard::{GuardConfig, GuardSetup, RiskScorer};
 use crate::runtime::decoder::Decoder;
@@ -16,6 +18,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
+
+/// What the queue carries: a chat completion, or exchanges to score (`/v1/moderations`).
+pub enum Work {
+    Chat(Job),
+    Score(ScoreJob),
+}
 
 /// One chat completion waiting for (or in) the batch.
 pub struct Job {
@@ -77,7 +85,7 @@ pub struct Engine<'a> {
 
 impl<'a> Engine<'a> {
     /// Runs until the queue closes (every sender dropped: shutdown) and the batch is empty.
-    pub fn run(mut self, queue: &mut mpsc::Receiver<Job>) {
+    pub fn run(mut self, queue: &mut mpsc::Receiver<Work>) {
         let mut batch = Batch::new(self.files, Some(self.scorer));
         let mut slots: Vec<Slot> = Vec::new();
         loop {
@@ -85,13 +93,13 @@ impl<'a> Engine<'a> {
             if slots.is_empty() {
                 self.metrics.batch_size.set(0);
                 match queue.blocking_recv() {
-                    Some(j) => jobs.push(j),
+                    Some(w) => self.take(w, &mut jobs),
                     None => return,
                 }
             }
             while slots.len() + jobs.len() < self.max_batch {
                 match queue.try_recv() {
-                    Ok(j) => jobs.push(j),
+                    Ok(w) => self.take(w, &mut jobs),
                     Err(_) => break,
                 }
             }
@@ -106,6 +114,33 @@ impl<'a> Engine<'a> {
             self.leave(&mut batch, &mut slots);
             self.metrics.batch_size.set(slots.len() as i64);
         }
+    }
+
+    /// Queues a chat job for admission; scores a moderation job at once (one forward pass).
+    fn take(&mut self, work: Work, jobs: &mut Vec<Job>) {
+        match work {
+            Work::Chat(j) => jobs.push(j),
+            Work::Score(s) => {
+                let risks = self.score(&s.rows, s.pooling).map_err(|e| e.to_string());
+                let _ = s.reply.send(risks);
+            }
+        }
+    }
+
+    fn score(
+        &mut self,
+        rows: &[PreparedRow],
+        pooling: crate::store::Pooling,
+    ) -> crate::Result<Vec<f32>> {
+        let rows: Vec<&PreparedRow> = rows.iter().collect();
+        let pad = self.files.manifest.pad_id();
+        let layer = self.scorer.layer();
+        let pooled = forward_pooled(&mut self.decoder, &rows, &[layer], pooling, pad)?;
+        Ok(pooled[0]
+            .rows()
+            .into_iter()
+            .map(|h| self.scorer.score(&h.to_vec()))
+            .collect())
     }
 
     /// Prefills the jobs whose clients still wait and joins them to the batch.

@@ -11,6 +11,7 @@ pub mod api;
 pub mod engine;
 pub mod error;
 pub mod metrics;
+pub mod moderation;
 pub mod routes;
 pub mod stop;
 
@@ -21,7 +22,7 @@ use crate::text::model::{Model, ModelFiles};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use engine::{Engine, Job};
+use engine::{Engine, Work};
 use metrics::Metrics;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -61,9 +62,11 @@ pub struct ServeConfig {
 pub struct Shared {
     pub files: Arc<ModelFiles>,
     pub model_name: String,
-    pub queue: mpsc::Sender<Job>,
+    pub queue: mpsc::Sender<Work>,
     pub limits: Limits,
     pub guard: GuardConfig,
+    /// How `/v1/moderations` pools an exchange for the probe.
+    pub pooling: crate::store::Pooling,
     /// SHA-256 of the API key: keys of any length compare in constant time.
     pub api_key: Option<[u8; 32]>,
     pub metrics: Arc<Metrics>,
@@ -90,6 +93,7 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(routes::chat))
         .route("/v1/models", get(routes::models))
+        .route("/v1/moderations", post(routes::moderations))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             routes::auth,
@@ -123,7 +127,7 @@ pub fn serve(
         .map_err(|e| Error::Serve(format!("cannot start the async runtime: {e}")))?;
     let Model { files, decoder } = model;
     let files = Arc::new(files);
-    let (queue, mut rx) = mpsc::channel::<Job>(cfg.limits.max_queue.max(1));
+    let (queue, mut rx) = mpsc::channel::<Work>(cfg.limits.max_queue.max(1));
     let metrics = Arc::new(Metrics::new());
     let state: AppState = Arc::new(Shared {
         files: files.clone(),
@@ -131,6 +135,7 @@ pub fn serve(
         queue,
         limits: cfg.limits.clone(),
         guard: cfg.guard,
+        pooling: moderation::pooling_for(probe.config().pooling),
         api_key: cfg.api_key.as_deref().map(digest),
         metrics: metrics.clone(),
         ready: Arc::new(AtomicBool::new(true)),

@@ -2,8 +2,9 @@
 //! readiness and metrics, behind the API-key check and the per-status request counter.
 
 use super::api::{self, Prepared};
-use super::engine::{Event, Finished, Job};
+use super::engine::{Event, Finished, Job, Work};
 use super::error::ApiError;
+use super::moderation;
 use super::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -97,7 +98,7 @@ pub fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<B
 }
 
 /// Hands a job to the decode loop, or says why not (429 when the queue is full).
-pub fn submit(app: &AppState, job: Job) -> Result<(), ApiError> {
+pub fn submit(app: &AppState, job: Work) -> Result<(), ApiError> {
     match app.queue.try_send(job) {
         Ok(()) => Ok(()),
         Err(TrySendError::Full(_)) => Err(ApiError::queue_full(app.limits.max_queue, 1)),
@@ -128,17 +129,15 @@ pub async fn chat(
         stream,
         include_usage,
     } = p;
-    submit(
-        &app,
-        Job {
-            ids,
-            opts,
-            guard,
-            stop,
-            events,
-            submitted,
-        },
-    )?;
+    let job = Job {
+        ids,
+        opts,
+        guard,
+        stop,
+        events,
+        submitted,
+    };
+    submit(&app, Work::Chat(job))?;
     let id = format!("chatcmpl-{}", app.next_id.fetch_add(1, Ordering::Relaxed));
     if stream {
         Ok(streamed(app, rx, id, include_usage, submitted))
@@ -271,4 +270,43 @@ async fn forward(
             return;
         }
     }
+}
+
+/// `POST /v1/moderations`: finished exchanges scored by the probe, batched in one forward pass.
+pub async fn moderations(
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body, app.limits.max_body_bytes)?;
+    let req: moderation::ModerationRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::malformed(format!("the request body is not a moderation request: {e}"))
+    })?;
+    if let Some(m) = req.model.as_deref().filter(|m| *m != app.model_name) {
+        return Err(ApiError::model_not_found(m, &app.model_name));
+    }
+    let rows = moderation::prepare(req, &app.files)?;
+    let (reply, risks) = tokio::sync::oneshot::channel();
+    submit(
+        &app,
+        Work::Score(moderation::ScoreJob {
+            rows,
+            pooling: app.pooling,
+            reply,
+        }),
+    )?;
+    let t = Instant::now();
+    let risks = match tokio::time::timeout_at(deadline(&app, t), risks).await {
+        Err(_) => return Err(ApiError::timeout(app.limits.request_timeout.as_secs_f64())),
+        Ok(Err(_)) => return Err(ApiError::internal("the decode loop stopped before scoring")),
+        Ok(Ok(Err(m))) => return Err(ApiError::internal(m)),
+        Ok(Ok(Ok(r))) => r,
+    };
+    let id = format!("modr-{}", app.next_id.fetch_add(1, Ordering::Relaxed));
+    Ok(Json(moderation::response(
+        &id,
+        &app.model_name,
+        &risks,
+        app.guard.threshold,
+    ))
+    .into_response())
 }
