@@ -2,7 +2,8 @@
 //! of the same prompts, measured in the same run. Starts `serve` (this binary) on a loopback
 //! port, runs the prompts at each concurrency, and reports aggregate tokens/s, time to first
 //! released text and the time between released chunks (p50/p99), with the ratio of each
-//! concurrency's throughput to sequential guarded `generate`.
+//! concurrency's throughput to sequential guarded `generate` (measured before and after the
+//! server's runs; the faster of the two is the baseline).
 
 use super::generate::PROMPTS;
 use crate::cli::common::Target;
@@ -68,7 +69,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .take(a.requests)
         .map(|s| s.to_string())
         .collect();
-    let mut runs = vec![sequential(&a, &prompts)?];
+    // Sequential runs before and after the server's bracket it: on a shared machine the load
+    // drifts, and the ratios are taken against the faster of the two.
+    let mut runs = vec![sequential(&a, &prompts, "before")?];
     let max_batch = a.concurrency.iter().copied().max().unwrap_or(1);
     let server = Server::start(&a, max_batch)?;
     client_run(&server.url, &prompts[..1], 1, a.new_tokens)?; // warm-up
@@ -78,12 +81,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         runs.push(r);
     }
     drop(server);
+    runs.push(sequential(&a, &prompts, "after")?);
     print(&mut runs);
     Ok(())
 }
 
 /// Guarded `generate` of each prompt, one after another, in this process.
-fn sequential(a: &Args, prompts: &[String]) -> anyhow::Result<Run> {
+fn sequential(a: &Args, prompts: &[String], when: &str) -> anyhow::Result<Run> {
     let mut model = a.target.load(&a.target.runtime.options())?;
     let probe = load_probe(&a.probe, &model)?;
     let mut config = probe.config().guard_config();
@@ -114,7 +118,7 @@ fn sequential(a: &Args, prompts: &[String]) -> anyhow::Result<Run> {
     one(&mut model, &prompts[0])?; // warm-up
     let t = Instant::now();
     let mut run = Run {
-        name: "sequential generate (guarded)".into(),
+        name: format!("sequential generate (guarded), {when}"),
         tokens: 0,
         seconds: 0.0,
         ttft: vec![],
@@ -293,11 +297,12 @@ fn stream_one(
 }
 
 fn print(runs: &mut [Run]) {
-    let base = runs[0].tokens as f64 / runs[0].seconds;
+    let rate = |r: &Run| r.tokens as f64 / r.seconds;
+    let base = rate(&runs[0]).max(rate(&runs[runs.len() - 1]));
     println!("| run | tokens | seconds | tokens/s | x vs sequential | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for r in runs.iter_mut() {
-        let rate = r.tokens as f64 / r.seconds;
+        let rate = rate(r);
         println!(
             "| {} | {} | {:.2} | {:.1} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} |",
             r.name,
