@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::sse::{Event as Sse, Sse as SseBody};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value as Json_};
+use serde_json::{json, Value as JsonValue};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -23,7 +23,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// `GET /health`: the process is up.
-pub async fn health() -> Json<Json_> {
+pub async fn health() -> Json<JsonValue> {
     Json(json!({"status": "ok"}))
 }
 
@@ -46,7 +46,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
 }
 
 /// `GET /v1/models`: the one served model.
-pub async fn models(State(app): State<AppState>) -> Json<Json_> {
+pub async fn models(State(app): State<AppState>) -> Json<JsonValue> {
     Json(json!({"object": "list", "data": [{
         "id": app.model_name, "object": "model", "created": app.created, "owned_by": "open-constitution",
     }]}))
@@ -178,7 +178,7 @@ async fn whole(
     }
 }
 
-fn usage(f: &Finished) -> Json_ {
+fn usage(f: &Finished) -> JsonValue {
     json!({"prompt_tokens": f.prompt_tokens, "completion_tokens": f.completion_tokens,
            "total_tokens": f.prompt_tokens + f.completion_tokens})
 }
@@ -205,7 +205,7 @@ async fn forward(
     include_usage: bool,
     t: Instant,
 ) {
-    let chunk = |delta: Json_, finish: Option<&str>, extra: Option<(&str, Json_)>| {
+    let chunk = |delta: JsonValue, finish: Option<&str>, extra: Option<(&str, JsonValue)>| {
         let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": app.created,
             "model": app.model_name, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]});
         if let Some((k, v)) = extra {
