@@ -2,7 +2,7 @@
 //! their usage, stop sequences end responses before them, a firing guard ends a response with
 //! `content_filter` with nothing past the pause sent, per-request guards stay within the
 //! operator's bounds, requests decoding together get the text they get alone, and /metrics
-//! counts what happened.
+//! counts what happened; `tools` reach the chat template; moderations score exchanges.
 
 mod serve_common;
 
@@ -266,4 +266,31 @@ fn moderations_score_exchanges_with_the_probe_batched_as_alone() {
     }
     let (status, _, e) = s.post_raw("/v1/moderations", r#"{"input": []}"#, None);
     assert_eq!((status, e["error"]["param"].clone()), (400, json!("input")));
+}
+
+#[test]
+fn tools_reach_the_chat_template() {
+    let s = Server::start(&CALM);
+    let tool = json!({"type": "function", "function": {"name": "get_weather",
+        "description": "Weather of a city", "parameters": {"type": "object",
+        "properties": {"city": {"type": "string"}}}}});
+    let plain = request("What is the weather in Paris?", 2);
+    let mut with_tools = plain.clone();
+    with_tools["tools"] = json!([tool]);
+    let (_, a) = s.chat(&plain);
+    let (status, b) = s.chat(&with_tools);
+    assert_eq!(status, 200, "{b}");
+    let (pa, pb) = (
+        a["usage"]["prompt_tokens"].as_u64().unwrap(),
+        b["usage"]["prompt_tokens"].as_u64().unwrap(),
+    );
+    // The template writes a system turn with the tool's JSON (dozens of tokens).
+    assert!(pb > pa + 20, "prompt tokens without tools {pa}, with {pb}");
+    with_tools["tools"] = json!({"not": "a list"});
+    let (status, e) = s.chat(&with_tools);
+    assert_eq!(
+        (status, e["error"]["param"].clone()),
+        (400, json!("tools")),
+        "{e}"
+    );
 }
