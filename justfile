@@ -90,6 +90,10 @@ eval *flags: setup
 generate prompt *flags: setup
     {{bin}} generate --model {{model}} --probe {{probe}} --prompt {{quote(prompt)}} {{flags}}
 
+# The guarded OpenAI-compatible server on the default model and probe: just serve [--port 8000 --api-key KEY ...]
+serve *flags: setup
+    {{bin}} serve --model {{model}} --probe {{probe}} {{flags}}
+
 # Benchmarks on the default model (SmolLM2-135M-Instruct; OC_MODEL for another, CPU) against Python baselines measured in the same run
 bench: setup setup-export smollm2
     test -f data/training_data.jsonl || just prepare-data

@@ -1,5 +1,6 @@
 """Checks the rendered manifests for what the schemas cannot see: the sharding contract and the
-deployment rules (GPU, retries, security, resources). Usage: check_manifests.py RENDERED.yaml
+deployment rules (GPU, retries, security, resources). Usage: check_manifests.py RENDERED.yaml, or
+check_manifests.py --serve RENDERED.yaml for the server (k8s/serve, k8s/serve-gpu).
 Prints one line per problem and exits 1 if there is any."""
 
 import sys
@@ -92,6 +93,62 @@ def main(path: str) -> int:
     return report(problems)
 
 
+def serve(path: str) -> int:
+    """The server: probes on the endpoints that mean live and ready, a Service that reaches the
+    pods, a drain that ends before the kill, non-root, requests and limits, and on a GPU config
+    one GPU per pod with the taint tolerated."""
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    objs = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    problems: list[str] = []
+
+    def need(cond: bool, what: str) -> None:
+        if not cond:
+            problems.append(what)
+
+    dep, svc = objs.get(("Deployment", "oc-serve")), objs.get(("Service", "oc-serve"))
+    config = next((d for d in docs if d["kind"] == "ConfigMap"
+                   and d["metadata"]["name"].startswith("oc-serve-config")), None)
+    need(dep is not None, "Deployment oc-serve is missing")
+    need(svc is not None, "Service oc-serve is missing")
+    need(config is not None, "ConfigMap oc-serve-config is missing")
+    if problems:
+        return report(problems)
+    pod = dep["spec"]["template"]["spec"]
+    labels = dep["spec"]["template"]["metadata"].get("labels", {})
+    need(all(labels.get(k) == v for k, v in svc["spec"].get("selector", {}).items()) and svc["spec"].get("selector"),
+         "oc-serve: the Service selector must match the pod labels")
+    c = pod["containers"][0]
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+    args = c.get("args", [])
+    need(args[:1] == ["serve"], "oc-serve: args must start with the serve subcommand")
+    need("--host=0.0.0.0" in args, "oc-serve: --host=0.0.0.0 (the default 127.0.0.1 is unreachable)")
+    need(f"--port={ports.get('http')}" in args, "oc-serve: --port must be the http containerPort")
+    for probe, path in (("readinessProbe", "/ready"), ("livenessProbe", "/health")):
+        get = c.get(probe, {}).get("httpGet", {})
+        need(get.get("path") == path, f"oc-serve: {probe} must GET {path}")
+        need(get.get("port") in ports or get.get("port") in ports.values(), f"oc-serve: {probe} port is not a container port")
+    for t in svc["spec"].get("ports", []):
+        need(t.get("targetPort") in ports or t.get("targetPort") in ports.values(),
+             "oc-serve: the Service targetPort is not a container port")
+    drain = next((float(a.split("=", 1)[1]) for a in args if a.startswith("--drain-timeout=")), 30.0)
+    need(drain < pod.get("terminationGracePeriodSeconds", 30),
+         "oc-serve: --drain-timeout must end before terminationGracePeriodSeconds")
+    need(pod.get("securityContext", {}).get("runAsNonRoot") is True, "oc-serve: runAsNonRoot")
+    need(c.get("securityContext", {}).get("allowPrivilegeEscalation") is False, "oc-serve: allowPrivilegeEscalation: false")
+    res = c.get("resources", {})
+    need("cpu" in res.get("requests", {}) and "memory" in res.get("requests", {}), "oc-serve: cpu and memory requests")
+    need("memory" in res.get("limits", {}), "oc-serve: memory limit")
+    gpu = config["data"].get("DEVICE") in ("cuda", "tensorrt")
+    for part in ("requests", "limits"):
+        has = str(res.get(part, {}).get("nvidia.com/gpu")) == "1"
+        need(has == gpu, f"oc-serve: resources.{part} must hold nvidia.com/gpu: 1 exactly when DEVICE is a GPU")
+    if gpu:
+        need(any(t.get("key") == "nvidia.com/gpu" for t in pod.get("tolerations", [])),
+             "oc-serve: needs a toleration for the nvidia.com/gpu taint")
+    return report(problems)
+
+
 def report(problems: list[str]) -> int:
     for p in problems:
         print(f"check_manifests: {p}")
@@ -99,4 +156,6 @@ def report(problems: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--serve":
+        sys.exit(serve(sys.argv[2]))
     sys.exit(main(sys.argv[1]))

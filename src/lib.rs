@@ -8,7 +8,8 @@
 //! - [`extract`]: batched, resumable activation extraction;
 //! - [`store`]: the activation store that extraction writes and training reads;
 //! - [`probe`]: probe fitting, calibration, metrics, sweeps and evaluation;
-//! - [`guard`]: the guard decision, the held stream, sampling, guarded generation and replay.
+//! - [`guard`]: the guard decision, the held stream, sampling, guarded generation and replay;
+//! - [`serve`] (feature `serve`): the OpenAI-compatible guarded server with continuous batching.
 //!
 //! The command line (`src/cli`, the only place with terminal UI and `anyhow`) drives them.
 
@@ -20,6 +21,8 @@ pub mod guard;
 pub mod probe;
 pub mod progress;
 pub mod runtime;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod store;
 pub mod text;
 

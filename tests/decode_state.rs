@@ -1,6 +1,7 @@
 //! `DecodeState` on every tiny model: a rewind continues exactly as if the dropped tokens had
 //! never been fed, rows that leave a batch do not change the rows that stay (each equals its
-//! own batch-1 decode), bad calls are errors, and logits that disagree with the manifest's
+//! own batch-1 decode), rows that join a running batch decode as they would alone and do not
+//! change the running rows, bad calls are errors, and logits that disagree with the manifest's
 //! `vocab_size` are reported.
 
 mod common;
@@ -83,6 +84,47 @@ fn rows_that_leave_a_batch_do_not_change_the_others() {
             let got = &logits[slot * vocab..(slot + 1) * vocab];
             let diff = max_scaled_diff(got, &alone);
             assert!(diff < 1e-4, "{name} row {row}: batched vs alone {diff:e}");
+        }
+    }
+}
+
+#[test]
+fn rows_that_join_a_running_batch_decode_as_they_would_alone() {
+    for name in TINY_MODELS {
+        let mut model = load(name, true);
+        let running: [&[u32]; 2] = [&[2, 10, 11], &[2, 20, 21, 22]];
+        // One joining row longer than the running rows' past, one shorter: both sides get
+        // left-padded.
+        let joining: [&[u32]; 2] = [&[2, 30, 31, 32, 33, 34, 35, 36, 37, 38], &[2, 40]];
+        let (before, after) = (3u32, 4u32);
+        let d = &mut model.decoder;
+        let (mut state, _) = DecodeState::prefill(d, &running, &[]).unwrap();
+        for k in 0..before {
+            state.step(d, &[50 + k, 60 + k], &[]).unwrap();
+        }
+        let (fresh, _) = DecodeState::prefill(d, &joining, &[]).unwrap();
+        state.join(fresh).unwrap();
+        assert_eq!(state.batch(), 4);
+        assert_eq!(state.past_len(), 10, "the longer of 4 + 3 and 10 positions");
+        let mut out = None;
+        for k in 0..after {
+            let t = [50 + before + k, 60 + before + k, 70 + k, 80 + k];
+            out = Some(state.step(d, &t, &[]).unwrap());
+        }
+        let logits = out.unwrap().logits().unwrap().into_owned();
+        let vocab = logits.len() / 4;
+        let feeds: [(&[u32], u32, u32); 4] = [
+            (running[0], 50, before + after),
+            (running[1], 60, before + after),
+            (joining[0], 70, after),
+            (joining[1], 80, after),
+        ];
+        for (slot, (seq, base, n)) in feeds.into_iter().enumerate() {
+            let steps: Vec<Vec<u32>> = (0..n).map(|k| vec![base + k]).collect();
+            let alone = run(&mut model, &[seq], &steps).remove(0);
+            let got = &logits[slot * vocab..(slot + 1) * vocab];
+            let diff = max_scaled_diff(got, &alone);
+            assert!(diff < 1e-4, "{name} row {slot}: joined vs alone {diff:e}");
         }
     }
 }

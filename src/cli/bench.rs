@@ -1,12 +1,14 @@
 //! `bench`: throughput against Python baselines measured in the same run (not a test: numbers
 //! vary by machine). `bench extract` compares batched extraction with the seed's one-example
 //! loop and a careful batched transformers script; `bench generate` compares unguarded and
-//! guarded decoding with the seed's no-cache loop.
+//! guarded decoding with the seed's no-cache loop; `bench serve` compares the server under
+//! concurrent clients with sequential `generate`.
 
 mod decode;
 mod extract;
 mod generate;
 mod python;
+mod serve;
 
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]
@@ -24,6 +26,9 @@ pub enum What {
     /// Batch-1 decoding speed on any exported model, unguarded and guarded by a random probe
     /// (no trained probe needed; used by the GPU benchmark).
     Decode(decode::Args),
+    /// The guarded server under 1, 4 and 16 concurrent streaming clients vs sequential guarded
+    /// `generate` of the same prompts (aggregate tokens/s, TTFT and inter-token latency).
+    Serve(serve::Args),
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -31,6 +36,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         What::Extract(a) => extract::run(a),
         What::Generate(a) => generate::run(a),
         What::Decode(a) => decode::run(a),
+        What::Serve(a) => serve::run(a),
     }
 }
 

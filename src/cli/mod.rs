@@ -11,6 +11,7 @@ mod merge;
 mod prepare;
 mod progress;
 mod render;
+mod serve;
 mod sweep;
 mod train;
 mod train_stream;
@@ -50,6 +51,9 @@ pub enum Command {
     Eval(eval::Args),
     /// Generate with the probe guarding every step: text is shown only after it is judged.
     Generate(generate::Args),
+    /// Serve an OpenAI-compatible HTTP API whose every response the probe guards (continuous
+    /// batching; streaming; /metrics).
+    Serve(serve::Args),
     /// Merge activation stores (e.g. the shards of `extract --shard K/N`) into one.
     Merge(merge::Args),
     /// Measure throughput against Python baselines run in the same process tree.
@@ -68,6 +72,7 @@ pub fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
         Command::Sweep(a) => sweep::run(a),
         Command::Eval(a) => eval::run(a, quiet),
         Command::Generate(a) => generate::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
 

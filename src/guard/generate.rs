@@ -2,17 +2,21 @@
 //! cache moved from outputs back to inputs. Every `probe_every_n_tokens` tokens the newest
 //! token's hidden state at the probe layer is scored, smoothed and judged; text is released to
 //! the sink only after the probe step covering it (see [`crate::guard`]). Rows of a batch decode
-//! in lockstep with left padding; each has its own sampler, guard and stream. Steps go through
+//! in lockstep with left padding; each has its own sampler, guard and stream ([`Row`]). The
+//! decode loop is [`Batch`], which rows can join and leave at step boundaries (continuous
+//! batching for `serve`); [`generate_batch`] is its fixed-batch user. Steps go through
 //! [`crate::runtime::decoder::Decoder::run_step`]: under CUDA the cache stays in device memory (IoBinding).
 
+mod batch;
 mod row;
+
+pub use batch::Batch;
+pub use row::Row;
 
 use crate::error::{Error, Result};
 use crate::guard::sampling::SamplingConfig;
 use crate::guard::{GuardSetup, GuardStatus, ProbeStep};
-use crate::runtime::DecodeState;
 use crate::text::model::Model;
-use row::RowState;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -62,6 +66,8 @@ pub enum StopReason {
     Eos,
     MaxNewTokens,
     Paused,
+    /// The caller removed the row while it decoded (a stop sequence matched, the client left).
+    Cancelled,
 }
 
 /// Wall-clock timings of one generation (milliseconds).
@@ -115,56 +121,20 @@ pub fn generate_batch<'s>(
 ) -> Result<Vec<GenerationResult>> {
     let start = Instant::now();
     let Model { files, decoder } = model;
-    let eos = files.manifest.special_tokens.eos.clone();
-    let context = files.manifest.max_position_embeddings;
-    check_max_new(opts.max_new_tokens, context)?;
+    check_max_new(opts.max_new_tokens, files.manifest.max_position_embeddings)?;
     let mut rows = Vec::with_capacity(prompts.len());
     for (prompt, sink) in prompts.iter().zip(sinks) {
-        rows.push(RowState::new(files, prompt, opts, guard, sink, context)?);
+        rows.push(Row::new(files, prompt, opts, guard, sink, start)?);
     }
-    let probe: Vec<usize> = guard.map(GuardSetup::layers).unwrap_or_default();
-    let hidden_size = files.manifest.hidden_size;
-    let seqs: Vec<&[u32]> = rows.iter().map(|r| r.history.as_slice()).collect();
-    let (mut state, out) = DecodeState::prefill(decoder, &seqs, &[])?;
-    let prefill_ms = ms(start);
-    let logits = out.logits()?;
-    let vocab = logits.len() / rows.len();
-    for (b, r) in rows.iter_mut().enumerate() {
-        r.after_prefill(&logits[b * vocab..(b + 1) * vocab], &eos, opts, start)?;
+    let mut batch = Batch::new(files, guard.map(GuardSetup::scorers));
+    batch.join(decoder, rows)?;
+    while batch.decoding() {
+        batch.step(decoder)?;
     }
-    drop(logits);
-    while rows.iter().any(RowState::has_pending) {
-        let next: Vec<u32> = rows
-            .iter()
-            .map(|r| r.pending.unwrap_or(state.pad_id()))
-            .collect();
-        let out = state.step(decoder, &next, &probe)?;
-        let logits = out.logits()?;
-        let hidden = (0..probe.len())
-            .map(|i| out.hidden(i, hidden_size))
-            .collect::<Result<Vec<_>>>()?;
-        for (b, r) in rows.iter_mut().enumerate() {
-            if !r.has_pending() {
-                continue;
-            }
-            let states: Vec<&[f32]> = hidden
-                .iter()
-                .map(|h| &h[b * hidden_size..(b + 1) * hidden_size])
-                .collect();
-            let judged = guard
-                .filter(|_| !states.is_empty())
-                .map(|g| (g, &states[..]));
-            r.after_step(
-                &logits[b * vocab..(b + 1) * vocab],
-                judged,
-                &eos,
-                opts,
-                start,
-            )?;
-        }
-    }
-    rows.into_iter()
-        .map(|r| r.finish(opts, prefill_ms, start))
+    batch
+        .into_rows()
+        .into_iter()
+        .map(|r| r.finish(false))
         .collect()
 }
 

@@ -27,7 +27,7 @@ mod stream;
 
 pub use config::{Decision, GuardConfig, GuardStatus, Smoothing};
 pub use detok::IncrementalDecoder;
-pub use scorer::{GuardSetup, RiskScorer, SecondStage};
+pub use scorer::{GuardSetup, RiskScorer, Scorers, SecondStage};
 pub use state::{Guard, ProbeStep};
 pub use stream::{HeldStream, TextSink, TokenDecoder, WriteSink};
 

@@ -23,6 +23,7 @@ pub trait RiskScorer {
 
 /// A cascade's second stage: a whole-exchange probe scoring the running mean of the response's
 /// states at its layer; a pause needs its agreement (score >= `threshold`).
+#[derive(Clone, Copy)]
 pub struct SecondStage<'a> {
     pub scorer: &'a dyn RiskScorer,
     pub threshold: f32,
@@ -36,7 +37,35 @@ pub struct GuardSetup<'a> {
     pub second: Option<SecondStage<'a>>,
 }
 
-impl GuardSetup<'_> {
+/// What judges a batch's rows: the probe and a cascade's second stage (each row has its own
+/// guard configuration).
+#[derive(Clone, Copy)]
+pub struct Scorers<'a> {
+    pub scorer: &'a dyn RiskScorer,
+    pub second: Option<SecondStage<'a>>,
+}
+
+impl<'a> GuardSetup<'a> {
+    /// The probe and second stage, without the configuration.
+    pub fn scorers(&self) -> Scorers<'a> {
+        Scorers {
+            scorer: self.scorer,
+            second: self.second,
+        }
+    }
+
+    /// See [`Scorers::layers`].
+    pub fn layers(&self) -> Vec<usize> {
+        self.scorers().layers()
+    }
+
+    /// See [`Scorers::second_index`].
+    pub fn second_index(&self) -> Option<usize> {
+        self.scorers().second_index()
+    }
+}
+
+impl Scorers<'_> {
     /// Every hidden-state index a guarded step needs: the probe's layers, then the second
     /// stage's layer when it is not among them.
     pub fn layers(&self) -> Vec<usize> {
@@ -49,7 +78,7 @@ impl GuardSetup<'_> {
         l
     }
 
-    /// Where the second stage's layer is in [`GuardSetup::layers`].
+    /// Where the second stage's layer is in [`Scorers::layers`].
     pub fn second_index(&self) -> Option<usize> {
         let s = self.second.as_ref()?;
         self.layers().iter().position(|&l| l == s.scorer.layer())

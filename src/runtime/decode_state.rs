@@ -2,12 +2,13 @@
 //! attention mask and the position rule, and is the only code that advances them. `prefill`
 //! starts a left-padded batch, `step` feeds one token per row and grows cache and mask by one
 //! position (the cache moves from outputs to inputs, never copied), `rewind_to` drops the newest
-//! positions, and `retain_rows` lets rows leave a running batch. Pad id, vocabulary size and
+//! positions, `join` lets freshly prefilled rows join a running batch at a step boundary, and
+//! `retain_rows` lets rows leave it (continuous batching). Pad id, vocabulary size and
 //! whether logits cover only the last position come from the manifest; every output shape is
 //! checked against them.
 
 use super::decoder::{f32_view, Decoder, Outputs, Want};
-use super::inputs::{decode_step, left_padded};
+use super::inputs::{decode_step, join_masks, left_padded};
 use super::kv_cache::KvCache;
 use crate::error::{Error, Result};
 use ndarray::{s, Array2};
@@ -191,6 +192,24 @@ impl DecodeState {
         cache.select(keep, first..past)?;
         self.cache = Some(cache);
         self.mask = mask.slice(s![.., first..]).to_owned();
+        Ok(())
+    }
+
+    /// Appends the rows of `other` (a batch prefilled on the same decoder) after this batch's
+    /// rows: the shorter of the two is left-padded to the other's past length, masked, so every
+    /// row's positions and attention stay what they were. A host round trip of both caches (as
+    /// `retain_rows`): it runs when requests join, never per step.
+    pub fn join(&mut self, mut other: DecodeState) -> Result<()> {
+        if (other.pad_id, other.vocab) != (self.pad_id, self.vocab) {
+            return Err(Error::Runtime(
+                "cannot join decode states of different models".into(),
+            ));
+        }
+        let theirs = other.cache.take().ok_or_else(lost)?;
+        let mut ours = self.cache.take().ok_or_else(lost)?;
+        ours.join(theirs)?;
+        self.cache = Some(ours);
+        self.mask = join_masks(&self.mask, &other.mask);
         Ok(())
     }
 

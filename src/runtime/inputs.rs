@@ -92,10 +92,52 @@ pub fn decode_step(next: &[u32], mask: &Array2<i64>) -> BatchInputs {
     }
 }
 
+/// The mask of two left-padded batches decoded as one: each is left-padded with zeros (never
+/// attended) to the longer one's width and `b`'s rows follow `a`'s. Positions, which come from
+/// the mask ([`positions_from_mask`], [`decode_step`]), are unchanged for every row.
+pub fn join_masks(a: &Array2<i64>, b: &Array2<i64>) -> Array2<i64> {
+    let width = a.ncols().max(b.ncols());
+    let mut out = Array2::zeros((a.nrows() + b.nrows(), width));
+    out.slice_mut(ndarray::s![..a.nrows(), width - a.ncols()..])
+        .assign(a);
+    out.slice_mut(ndarray::s![a.nrows().., width - b.ncols()..])
+        .assign(b);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn joined_masks_left_pad_and_keep_every_rows_positions() {
+        let running = decode_step(
+            &[9, 10],
+            &left_padded(&[&[5, 6, 7], &[8]], 0).attention_mask,
+        );
+        let joining = left_padded(&[&[1, 2], &[3, 4, 5, 6, 7, 8]], 0).attention_mask;
+        let joined = join_masks(&running.attention_mask, &joining);
+        assert_eq!(
+            joined,
+            array![
+                [0, 0, 1, 1, 1, 1],
+                [0, 0, 0, 0, 1, 1],
+                [0, 0, 0, 0, 1, 1],
+                [1, 1, 1, 1, 1, 1]
+            ]
+        );
+        // The next step's positions are what each batch would have given on its own.
+        let next = decode_step(&[0; 4], &joined).position_ids;
+        let alone_a = decode_step(&[0; 2], &running.attention_mask).position_ids;
+        let alone_b = decode_step(&[0; 2], &joining).position_ids;
+        assert_eq!(
+            next.column(0).to_vec(),
+            [alone_a.column(0).to_vec(), alone_b.column(0).to_vec()].concat()
+        );
+        assert_eq!(next, array![[4], [2], [2], [6]]);
+        assert_eq!(join_masks(&joining, &joining).nrows(), 4);
+    }
 
     #[test]
     fn right_padding() {

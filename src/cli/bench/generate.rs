@@ -13,7 +13,7 @@ use open_constitution::text::model::Model;
 use std::path::PathBuf;
 use std::time::Instant;
 
-const PROMPTS: [&str; 8] = [
+pub(super) const PROMPTS: [&str; 8] = [
     "Write a short story about a lighthouse keeper.",
     "Explain how vaccines train the immune system.",
     "What are good habits for learning a new language?",

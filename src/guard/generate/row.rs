@@ -1,25 +1,31 @@
-//! One row of a generation batch: its token history, sampler, guard and hold-back stream, and the
-//! per-step rule: feed token n, judge it (when a probe step is due, or when it is the last),
-//! then sample token n+1 unless the row stops.
+//! One row of a generation batch: its prompt, options, token history, sampler, guard and
+//! hold-back stream, and the per-step rule: feed token n, judge it (when a probe step is due, or
+//! when it is the last), then sample token n+1 unless the row stops. `generate` and `serve` both
+//! decode through it (see [`super::Batch`]).
 
-use super::{check_length, ms, status_of, GenerateOptions, GenerationResult, OnPause};
-use super::{StopReason, Timings};
+use super::{check_length, check_max_new, ms, status_of, GenerateOptions, GenerationResult};
+use super::{OnPause, StopReason, Timings};
 use crate::error::Result;
 use crate::guard::sampling::LogitsProcessor;
-use crate::guard::GuardSetup;
 use crate::guard::{Decision, Guard, HeldStream, IncrementalDecoder, TokenDecoder};
+use crate::guard::{GuardSetup, Scorers};
 use crate::text::model::ModelFiles;
 use std::time::Instant;
 
 type Stream<'t, 's> = HeldStream<Box<dyn TokenDecoder + 't>, super::Sink<'s>>;
 
-pub(super) struct RowState<'t, 's> {
-    pub prompt: String,
-    pub prompt_tokens: usize,
+/// One request in a batch: its own options, sampler, guard and stream.
+pub struct Row<'t, 's> {
+    prompt: String,
+    prompt_tokens: usize,
     /// Prompt and generated ids (the repetition penalty reads all of them, as HF does).
-    pub history: Vec<u32>,
+    pub(super) history: Vec<u32>,
     /// Sampled token not yet fed to the graph.
-    pub pending: Option<u32>,
+    pub(super) pending: Option<u32>,
+    opts: GenerateOptions,
+    /// When the request was submitted (timings count from here).
+    start: Instant,
+    prefill_ms: f64,
     generated: usize,
     sampler: LogitsProcessor,
     guard: Option<Guard>,
@@ -31,14 +37,15 @@ pub(super) struct RowState<'t, 's> {
     second_sum: Vec<f64>,
 }
 
-impl<'t, 's> RowState<'t, 's> {
+impl<'t, 's> Row<'t, 's> {
+    /// A row for a user prompt, rendered with the model's prompt format (`generate`).
     pub fn new(
         files: &'t ModelFiles,
         prompt: &str,
         opts: &GenerateOptions,
         guard: Option<&GuardSetup<'_>>,
         sink: super::Sink<'s>,
-        context: Option<usize>,
+        start: Instant,
     ) -> Result<Self> {
         if prompt.trim().is_empty() {
             return Err(crate::Error::Generate(
@@ -47,14 +54,34 @@ impl<'t, 's> RowState<'t, 's> {
         }
         let rendered = files.format.generation_prompt(prompt)?;
         let ids = files.encoder.encode(&rendered)?.ids;
+        Self::from_ids(files, prompt, ids, opts, guard, sink, start)
+    }
+
+    /// A row for an already rendered and encoded prompt (`serve`'s chat messages); `label` is
+    /// what the result's `prompt` field says. Refused when prompt and `max_new_tokens` exceed
+    /// the model's context.
+    pub fn from_ids(
+        files: &'t ModelFiles,
+        label: &str,
+        ids: Vec<u32>,
+        opts: &GenerateOptions,
+        guard: Option<&GuardSetup<'_>>,
+        sink: super::Sink<'s>,
+        start: Instant,
+    ) -> Result<Self> {
+        let context = files.manifest.max_position_embeddings;
+        check_max_new(opts.max_new_tokens, context)?;
         check_length(ids.len(), opts.max_new_tokens, context)?;
         let decoder: Box<dyn TokenDecoder + 't> =
             Box::new(IncrementalDecoder::new(files.encoder.tokenizer()));
         Ok(Self {
-            prompt: prompt.to_string(),
+            prompt: label.to_string(),
             prompt_tokens: ids.len(),
             history: ids,
             pending: None,
+            opts: opts.clone(),
+            start,
+            prefill_ms: 0.0,
             generated: 0,
             sampler: LogitsProcessor::new(opts.sampling.clone())?,
             guard: guard.map(|g| Guard::new(g.config)).transpose()?,
@@ -66,20 +93,20 @@ impl<'t, 's> RowState<'t, 's> {
         })
     }
 
+    /// Whether the row still decodes (it has a sampled token to feed).
     pub fn has_pending(&self) -> bool {
         self.pending.is_some()
     }
 
+    /// Tokens generated so far, and the prompt's length in tokens.
+    pub fn token_counts(&self) -> (usize, usize) {
+        (self.generated, self.prompt_tokens)
+    }
+
     /// Samples from `logits`; returns the token unless it ends generation.
-    fn sample(
-        &mut self,
-        logits: &[f32],
-        eos: &[u32],
-        ignore_eos: bool,
-        start: Instant,
-    ) -> Result<Option<u32>> {
+    fn sample(&mut self, logits: &[f32], eos: &[u32]) -> Result<Option<u32>> {
         let mut l = logits.to_vec();
-        if ignore_eos {
+        if self.opts.ignore_eos {
             for &e in eos {
                 if let Some(x) = l.get_mut(e as usize) {
                     *x = f32::NEG_INFINITY;
@@ -87,6 +114,7 @@ impl<'t, 's> RowState<'t, 's> {
             }
         }
         let t = self.sampler.sample(&mut l, &self.history)?;
+        let start = self.start;
         self.ttft_ms.get_or_insert_with(|| ms(start));
         Ok((!eos.contains(&t)).then_some(t))
     }
@@ -100,18 +128,13 @@ impl<'t, 's> RowState<'t, 's> {
         Ok(())
     }
 
-    pub fn after_prefill(
-        &mut self,
-        logits: &[f32],
-        eos: &[u32],
-        opts: &GenerateOptions,
-        start: Instant,
-    ) -> Result<()> {
-        if opts.max_new_tokens == 0 {
+    pub(super) fn after_prefill(&mut self, logits: &[f32], eos: &[u32]) -> Result<()> {
+        self.prefill_ms = ms(self.start);
+        if self.opts.max_new_tokens == 0 {
             self.stop = Some(StopReason::MaxNewTokens);
             return Ok(());
         }
-        match self.sample(logits, eos, opts.ignore_eos, start)? {
+        match self.sample(logits, eos)? {
             Some(t) => self.accept(t),
             None => {
                 self.stop = Some(StopReason::Eos);
@@ -121,23 +144,21 @@ impl<'t, 's> RowState<'t, 's> {
     }
 
     /// After the graph consumed the pending token: judge, then sample the next one. `judged`
-    /// carries the guard and this row's hidden states at its layers ([`GuardSetup::layers`]); a
+    /// carries the scorers and this row's hidden states at their layers ([`Scorers::layers`]); a
     /// row with a guard must get them, so no text is ever released unjudged.
-    pub fn after_step(
+    pub(super) fn after_step(
         &mut self,
         logits: &[f32],
-        judged: Option<(&GuardSetup<'_>, &[&[f32]])>,
+        judged: Option<(Scorers<'_>, &[&[f32]])>,
         eos: &[u32],
-        opts: &GenerateOptions,
-        start: Instant,
     ) -> Result<()> {
         self.pending = None;
         let n = self.generated;
-        let next = if n >= opts.max_new_tokens {
+        let next = if n >= self.opts.max_new_tokens {
             self.stop = Some(StopReason::MaxNewTokens);
             None
         } else {
-            let t = self.sample(logits, eos, opts.ignore_eos, start)?;
+            let t = self.sample(logits, eos)?;
             if t.is_none() {
                 self.stop = Some(StopReason::Eos);
             }
@@ -145,12 +166,12 @@ impl<'t, 's> RowState<'t, 's> {
         };
         let last = next.is_none();
         match (&mut self.guard, judged) {
-            (Some(g), Some((setup, states))) => {
-                let second = running_mean(&mut self.second_sum, setup, states, n);
+            (Some(g), Some((scorers, states))) => {
+                let second = running_mean(&mut self.second_sum, &scorers, states, n);
                 if g.is_due(n, last) {
-                    let k = setup.scorer.layers().len();
-                    let risk = setup.scorer.score_states(&states[..k]);
-                    let step = match (&setup.second, &second) {
+                    let k = scorers.scorer.layers().len();
+                    let risk = scorers.scorer.score_states(&states[..k]);
+                    let step = match (&scorers.second, &second) {
                         (Some(s), Some(mean)) => {
                             let score = || s.scorer.score(mean);
                             g.observe_cascade(n, risk, Some((s.threshold, &score)))?
@@ -174,7 +195,7 @@ impl<'t, 's> RowState<'t, 's> {
             }
         }
         if self.first_release_ms.is_none() && self.stream.released_tokens() > 0 {
-            self.first_release_ms = Some(ms(start));
+            self.first_release_ms = Some(ms(self.start));
         }
         if let Some(t) = next {
             self.accept(t)?;
@@ -182,25 +203,28 @@ impl<'t, 's> RowState<'t, 's> {
         Ok(())
     }
 
-    pub fn finish(
-        self,
-        opts: &GenerateOptions,
-        prefill_ms: f64,
-        start: Instant,
-    ) -> Result<GenerationResult> {
-        let total_ms = ms(start);
+    /// The row's result once it stopped. A row removed while it still decoded (`cancelled`: a
+    /// stop sequence matched or the client left) keeps only its released text; tokens it still
+    /// held were never judged and are dropped.
+    pub fn finish(self, cancelled: bool) -> Result<GenerationResult> {
+        let (opts, prefill_ms) = (&self.opts, self.prefill_ms);
+        let total_ms = ms(self.start);
         let guard_status = self.guard.as_ref().map(Guard::status);
         let steps = self
             .guard
             .as_ref()
             .map(|g| g.steps().to_vec())
             .unwrap_or_default();
-        let stop = self.stop.unwrap_or(StopReason::MaxNewTokens);
+        let stop = match (self.stop, cancelled) {
+            (Some(s), _) => s,
+            (None, true) => StopReason::Cancelled,
+            (None, false) => StopReason::MaxNewTokens,
+        };
         let paused = stop == StopReason::Paused;
         let withheld = self.stream.withheld_text().unwrap_or("");
         let withheld_chars = withheld.chars().count();
         let withheld_text = (opts.keep_withheld && paused).then(|| withheld.to_string());
-        let released = if paused {
+        let released = if paused || stop == StopReason::Cancelled {
             self.stream.partial_response().to_string()
         } else {
             self.stream.finish()?
@@ -245,11 +269,11 @@ impl<'t, 's> RowState<'t, 's> {
 /// response states so far (`None` without a second stage).
 fn running_mean(
     sum: &mut Vec<f64>,
-    setup: &GuardSetup<'_>,
+    scorers: &Scorers<'_>,
     states: &[&[f32]],
     n: usize,
 ) -> Option<Vec<f32>> {
-    let h = states.get(setup.second_index()?)?;
+    let h = states.get(scorers.second_index()?)?;
     if sum.len() != h.len() {
         *sum = vec![0.0; h.len()];
     }
