@@ -82,13 +82,23 @@ done_step "$RUN/activations"
 step "train: the methods compared as guards"
 # Per-state baselines (token / last / mean views of layer $PROBE_LAYER) and streaming probes on
 # one layer and on every stored layer (with the cascade); each with thresholds set on the
-# validation streams. The demo's probe is the last: streaming, all layers, cascade.
+# validation streams.
 if [ -f "$RUN/compare.txt" ]; then cat "$RUN/compare.txt"; else
   scripts/compare_probes.sh "$RUN/activations" "$RUN/compare" "$PROBE_LAYER" | tee "$RUN/compare.txt.tmp"
   mv "$RUN/compare.txt.tmp" "$RUN/compare.txt"
 fi
-rm -rf "$RUN/probe" && cp -r "$RUN/compare/stream-all-layers" "$RUN/probe"
-cat "$RUN/compare/stream-all-layers.txt"
+# The demo guards with the streaming probe that pauses more unsafe *validation* streams at its
+# calibrated thresholds (the test split stays unseen by the choice; ties: fewer layers).
+CHOSEN=$(python3 - "$RUN/compare" <<'PY'
+import json, sys
+v = {d: json.load(open(f"{sys.argv[1]}/{d}/config.json"))["streams"]["validation"]["unsafe_paused"]
+     for d in ["stream-1layer", "stream-all-layers"]}
+print(max(v, key=lambda d: (v[d], d == "stream-1layer")))
+PY
+)
+echo "guarding with $CHOSEN (more unsafe validation streams paused)"
+rm -rf "$RUN/probe" && cp -r "$RUN/compare/$CHOSEN" "$RUN/probe"
+cat "$RUN/compare/$CHOSEN.txt"
 done_step "$RUN/compare (compare.json, one probe each), $RUN/probe"
 
 step "evaluate: held-out test split (streams replayed from the store)"
