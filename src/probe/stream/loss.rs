@@ -7,6 +7,7 @@
 //! loss is that of the riskiest step (the max the guard thresholds); as `tau` grows it becomes
 //! the mean over steps. Pure f64 arithmetic, tested against finite differences.
 
+pub use crate::probe::scorer::sigmoid;
 use serde::{Deserialize, Serialize};
 
 /// How per-token logits are smoothed (the guard's [`crate::guard::Smoothing`], in logit space).
@@ -82,15 +83,6 @@ pub fn softplus(x: f64) -> f64 {
         x + (-x).exp().ln_1p()
     } else {
         x.exp().ln_1p()
-    }
-}
-
-pub fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
     }
 }
 
