@@ -60,6 +60,7 @@ fn requests_joining_a_running_batch_get_the_tokens_generate_gives_them_alone() {
                 probe_every_n_tokens: 2,
                 smoothing: Smoothing::MovingAverage { window: 2 },
             },
+            second: None,
         };
         let prompts: Vec<String> = (0..16)
             .map(|i| format!("Request {i}: tell me {} things about cats.", i % 5 + 1))
@@ -88,7 +89,7 @@ fn requests_joining_a_running_batch_get_the_tokens_generate_gives_them_alone() {
         let texts: Vec<Rc<RefCell<String>>> = prompts.iter().map(|_| Rc::default()).collect();
         let mut done: Vec<Option<GenerationResult>> = prompts.iter().map(|_| None).collect();
         let (files, decoder) = (&model.files, &mut model.decoder);
-        let mut batch = Batch::new(files, Some(&probe));
+        let mut batch = Batch::new(files, Some(setup.scorers()));
         let mut ids: Vec<usize> = Vec::new();
         let (mut next, mut step) = (0, 0);
         while next < prompts.len() || !ids.is_empty() {

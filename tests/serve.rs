@@ -247,6 +247,8 @@ fn moderations_score_exchanges_with_the_probe_batched_as_alone() {
                 tokens: ids.len(),
                 prompt_hash: String::new(),
                 truncated: false,
+                positions: None,
+                response_tokens: None,
             },
             ids,
         };
