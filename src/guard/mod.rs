@@ -21,12 +21,14 @@ pub mod sampling;
 
 mod config;
 mod detok;
+mod mean;
 mod scorer;
 mod state;
 mod stream;
 
 pub use config::{Decision, GuardConfig, GuardStatus, Smoothing};
 pub use detok::IncrementalDecoder;
+pub use mean::RunningMean;
 pub use scorer::{GuardSetup, RiskScorer, Scorers, SecondStage};
 pub use state::{Guard, ProbeStep};
 pub use stream::{HeldStream, TextSink, TokenDecoder, WriteSink};

@@ -96,7 +96,7 @@ pub fn replay(
             };
             let row = &rows[i];
             let second = match (&setup.second, setup.second_index()) {
-                (Some(s), Some(l)) => Some((s, RunningMean::new(row.response.start, hidden), l)),
+                (Some(s), Some(l)) => Some((s, RunningMeanUpTo::new(row.response.start), l)),
                 _ => None,
             };
             out[i] = Some(match second {
@@ -123,22 +123,18 @@ pub fn replay(
         .collect())
 }
 
-/// The mean of a response's states from its first position up to a position, extended as the
-/// position moves forward.
-struct RunningMean {
+/// A response's running mean that a replay extends, position by position, up to the token a
+/// probe step judges.
+struct RunningMeanUpTo {
     next: usize,
-    start: usize,
-    sum: Vec<f64>,
-    mean: Vec<f32>,
+    mean: crate::guard::RunningMean,
 }
 
-impl RunningMean {
-    fn new(start: usize, hidden: usize) -> Self {
-        RunningMean {
+impl RunningMeanUpTo {
+    fn new(start: usize) -> Self {
+        RunningMeanUpTo {
             next: start,
-            start,
-            sum: vec![0.0; hidden],
-            mean: vec![0.0; hidden],
+            mean: Default::default(),
         }
     }
 
@@ -148,16 +144,10 @@ impl RunningMean {
         state: impl Fn(usize) -> S,
     ) -> &[f32] {
         while self.next <= t {
-            for (a, &v) in self.sum.iter_mut().zip(state(self.next).iter()) {
-                *a += v as f64;
-            }
+            self.mean.push(&state(self.next));
             self.next += 1;
         }
-        let n = (self.next - self.start).max(1) as f64;
-        for (m, a) in self.mean.iter_mut().zip(&self.sum) {
-            *m = (a / n) as f32;
-        }
-        &self.mean
+        self.mean.mean()
     }
 }
 

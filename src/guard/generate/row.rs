@@ -7,7 +7,7 @@ use super::{check_length, check_max_new, ms, status_of, GenerateOptions, Generat
 use super::{OnPause, StopReason, Timings};
 use crate::error::Result;
 use crate::guard::sampling::LogitsProcessor;
-use crate::guard::{Decision, Guard, HeldStream, IncrementalDecoder, TokenDecoder};
+use crate::guard::{Decision, Guard, HeldStream, IncrementalDecoder, RunningMean, TokenDecoder};
 use crate::guard::{GuardSetup, Scorers};
 use crate::text::model::ModelFiles;
 use std::time::Instant;
@@ -33,8 +33,8 @@ pub struct Row<'t, 's> {
     stop: Option<StopReason>,
     ttft_ms: Option<f64>,
     first_release_ms: Option<f64>,
-    /// A cascade's running sum of the response's states at the second stage's layer.
-    second_sum: Vec<f64>,
+    /// A cascade's running mean of the response's states at the second stage's layer.
+    second_mean: RunningMean,
 }
 
 impl<'t, 's> Row<'t, 's> {
@@ -89,7 +89,7 @@ impl<'t, 's> Row<'t, 's> {
             stop: None,
             ttft_ms: None,
             first_release_ms: None,
-            second_sum: Vec::new(),
+            second_mean: RunningMean::default(),
         })
     }
 
@@ -167,16 +167,19 @@ impl<'t, 's> Row<'t, 's> {
         let last = next.is_none();
         match (&mut self.guard, judged) {
             (Some(g), Some((scorers, states))) => {
-                let second = running_mean(&mut self.second_sum, &scorers, states, n);
+                let second = scorers.second.zip(scorers.second_index());
+                if let Some((_, i)) = second {
+                    self.second_mean.push(states[i]);
+                }
                 if g.is_due(n, last) {
                     let k = scorers.scorer.layers().len();
                     let risk = scorers.scorer.score_states(&states[..k]);
-                    let step = match (&scorers.second, &second) {
-                        (Some(s), Some(mean)) => {
-                            let score = || s.scorer.score(mean);
-                            g.observe_cascade(n, risk, Some((s.threshold, &score)))?
+                    let step = match second {
+                        Some((s, _)) => {
+                            let v = s.scorer.score(self.second_mean.mean());
+                            g.observe_cascade(n, risk, Some((s.threshold, &|| v)))?
                         }
-                        _ => g.observe(n, risk)?,
+                        None => g.observe(n, risk)?,
                     };
                     self.stream.apply(&step)?;
                     if step.decision == Decision::Pause {
@@ -263,22 +266,4 @@ impl<'t, 's> Row<'t, 's> {
             },
         })
     }
-}
-
-/// Adds the newest state at the second stage's layer to `sum` and returns the mean of the `n`
-/// response states so far (`None` without a second stage).
-fn running_mean(
-    sum: &mut Vec<f64>,
-    scorers: &Scorers<'_>,
-    states: &[&[f32]],
-    n: usize,
-) -> Option<Vec<f32>> {
-    let h = states.get(scorers.second_index()?)?;
-    if sum.len() != h.len() {
-        *sum = vec![0.0; h.len()];
-    }
-    for (a, &v) in sum.iter_mut().zip(h.iter()) {
-        *a += v as f64;
-    }
-    Some(sum.iter().map(|a| (a / n.max(1) as f64) as f32).collect())
 }

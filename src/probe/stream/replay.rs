@@ -47,13 +47,12 @@ pub fn replay_row(
         smoothed: Vec::new(),
         second: Vec::new(),
     };
-    let hidden = second.map_or(0, |(m, _)| m.ncols());
-    let mut sum = vec![0f64; hidden];
-    let mut mean = vec![0f32; hidden];
+    let mut mean = crate::guard::RunningMean::default();
     for (k, (&p, &r)) in positions.iter().zip(risks).enumerate() {
         if let Some((m, _)) = second {
-            for (a, &v) in sum.iter_mut().zip(m.row(k)) {
-                *a += v as f64;
+            match m.row(k).as_slice() {
+                Some(row) => mean.push(row),
+                None => mean.push(&m.row(k).to_vec()),
             }
         }
         let last = k + 1 == positions.len();
@@ -64,12 +63,7 @@ pub fn replay_row(
         out.tokens.push(p);
         out.smoothed.push(step.smoothed);
         out.second.push(match second {
-            Some((_, score)) => {
-                for (m, a) in mean.iter_mut().zip(&sum) {
-                    *m = (a / (k + 1) as f64) as f32;
-                }
-                score(&mean)
-            }
+            Some((_, score)) => score(mean.mean()),
             None => 0.0,
         });
     }
