@@ -2,7 +2,9 @@
 //! multi-layer) features, the [`sequence_loss`] of each response, class weights, and an L2 penalty
 //! of the same meaning as `train`'s alpha grid (`alpha = 1/C`, penalty `alpha / (2 n) |w|^2` on
 //! the mean loss over `n` responses). Minimized with argmin's L-BFGS (More-Thuente line search)
-//! from zero weights: no random step, and the same inputs give the same bits.
+//! from zero weights or a neighbouring alpha's solution (a warm start along the alpha path): no
+//! random step, and the same inputs give the same bits (the objective's parallel pass sums fixed
+//! chunks of responses in a fixed order).
 
 use super::loss::{sequence_loss, LogitSmoothing};
 use crate::error::{Error, Result};
@@ -10,6 +12,7 @@ use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, T
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use ndarray::{Array2, ArrayView1};
+use rayon::prelude::*;
 use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::Arc;
@@ -43,6 +46,8 @@ pub struct StreamFit {
 pub struct StreamModel {
     pub weight: Vec<f32>,
     pub bias: f32,
+    /// `[w..., b]` as the optimizer left them (the next alpha's warm start).
+    pub params: Vec<f64>,
     pub iterations: u64,
     pub objective: f64,
     pub converged: bool,
@@ -73,35 +78,53 @@ impl Objective {
     }
 }
 
-/// Objective and gradient at `p = [w..., b]`.
+/// Responses per chunk of the objective's parallel pass. Fixed, so the partial sums, and their
+/// order, never depend on the thread count: the same inputs give the same bits on any machine.
+const SPANS_PER_CHUNK: usize = 64;
+
+/// Objective and gradient at `p = [w..., b]`: chunks of responses in parallel, each giving its
+/// cost, weight gradient and bias gradient, summed in chunk order.
 fn objective(data: &Streams, fit: StreamFit, total: f64, p: &[f64]) -> (f64, Vec<f64>) {
     let d = data.x.ncols();
     let w32: Vec<f32> = p[..d].iter().map(|&v| v as f32).collect();
-    let z = data.x.dot(&ArrayView1::from(&w32[..]));
+    let w = ArrayView1::from(&w32[..]);
     let b = p[d];
-    let mut gz = vec![0f32; z.len()];
-    let mut cost = 0.0;
-    for ((span, &y), &c) in data.spans.iter().zip(&data.labels).zip(&data.weights) {
-        let zi: Vec<f64> = z
-            .slice(ndarray::s![span.clone()])
-            .iter()
-            .map(|&v| v as f64 + b)
-            .collect();
-        let (loss, dz) = sequence_loss(&zi, y, fit.smoothing, fit.tau);
-        cost += c * loss / total;
-        for (g, d) in gz[span.clone()].iter_mut().zip(dz) {
-            *g = (c * d / total) as f32;
+    let items: Vec<(&Range<usize>, (&u8, &f64))> = data
+        .spans
+        .iter()
+        .zip(data.labels.iter().zip(&data.weights))
+        .collect();
+    let partials: Vec<(f64, Vec<f32>, f64)> = items
+        .par_chunks(SPANS_PER_CHUNK)
+        .map(|chunk| {
+            let (mut cost, mut gw, mut gb) = (0.0, vec![0f32; d], 0.0);
+            for &(span, (&y, &c)) in chunk {
+                let xs = data.x.slice(ndarray::s![span.clone(), ..]);
+                let zi: Vec<f64> = xs.dot(&w).iter().map(|&v| v as f64 + b).collect();
+                let (loss, dz) = sequence_loss(&zi, y, fit.smoothing, fit.tau);
+                cost += c * loss / total;
+                let gz: Vec<f32> = dz.iter().map(|&g| (c * g / total) as f32).collect();
+                gb += gz.iter().map(|&g| g as f64).sum::<f64>();
+                let g = xs.t().dot(&ArrayView1::from(&gz[..]));
+                for (a, v) in gw.iter_mut().zip(g.iter()) {
+                    *a += v;
+                }
+            }
+            (cost, gw, gb)
+        })
+        .collect();
+    let lambda = fit.alpha / data.spans.len().max(1) as f64;
+    let mut cost = 0.5 * lambda * p[..d].iter().map(|w| w * w).sum::<f64>();
+    let mut grad: Vec<f64> = p[..d].iter().map(|&w| lambda * w).collect();
+    let mut gb = 0.0;
+    for (c, gw, b) in partials {
+        cost += c;
+        gb += b;
+        for (g, v) in grad.iter_mut().zip(gw) {
+            *g += v as f64;
         }
     }
-    let lambda = fit.alpha / data.spans.len().max(1) as f64;
-    let gw = data.x.t().dot(&ArrayView1::from(&gz[..]));
-    let mut grad: Vec<f64> = gw
-        .iter()
-        .zip(&p[..d])
-        .map(|(&g, &w)| g as f64 + lambda * w)
-        .collect();
-    grad.push(gz.iter().map(|&g| g as f64).sum());
-    cost += 0.5 * lambda * p[..d].iter().map(|w| w * w).sum::<f64>();
+    grad.push(gb);
     (cost, grad)
 }
 
@@ -121,8 +144,13 @@ impl Gradient for Objective {
     }
 }
 
-/// Fits one model (see the module doc).
-pub fn fit_stream(data: &Arc<Streams>, fit: StreamFit) -> Result<StreamModel> {
+/// Fits one model (see the module doc), from zero weights or from `init` (`[w..., b]`, a
+/// neighbouring alpha's solution: a warm start).
+pub fn fit_stream(
+    data: &Arc<Streams>,
+    fit: StreamFit,
+    init: Option<&[f64]>,
+) -> Result<StreamModel> {
     if data.spans.is_empty() || data.x.ncols() == 0 {
         return Err(Error::Probe(
             "a streaming fit needs responses with states".into(),
@@ -141,7 +169,17 @@ pub fn fit_stream(data: &Arc<Streams>, fit: StreamFit) -> Result<StreamModel> {
         total_weight,
         cache: RefCell::new(None),
     };
-    let init = vec![0.0; data.x.ncols() + 1];
+    let init = match init {
+        Some(p) if p.len() == data.x.ncols() + 1 => p.to_vec(),
+        Some(p) => {
+            return Err(Error::Probe(format!(
+                "a warm start of {} parameters for {} features",
+                p.len(),
+                data.x.ncols()
+            )))
+        }
+        None => vec![0.0; data.x.ncols() + 1],
+    };
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
         .with_tolerance_grad(1e-6)
         .and_then(|s| s.with_tolerance_cost(1e-10))
@@ -165,6 +203,7 @@ pub fn fit_stream(data: &Arc<Streams>, fit: StreamFit) -> Result<StreamModel> {
     Ok(StreamModel {
         weight: best[..d].iter().map(|&v| v as f32).collect(),
         bias: best[d] as f32,
+        params: best.clone(),
         iterations: state.get_iter(),
         objective: state.get_best_cost(),
         converged,
@@ -212,7 +251,7 @@ mod tests {
             alpha: 0.1,
             max_iters: 200,
         };
-        fit_stream(&data, fit).unwrap()
+        fit_stream(&data, fit, None).unwrap()
     }
 
     #[test]

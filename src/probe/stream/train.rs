@@ -1,5 +1,5 @@
 //! Training a streaming probe on a `tokens` store: standardize the (concatenated) features on the
-//! train split's states, fit the alpha grid with the sequence loss (in parallel), select on the
+//! train split's states, fit the alpha path with the sequence loss (warm-started, largest alpha first), select on the
 //! validation streams' ROC-AUC (a stream's score is its highest smoothed risk, what the guard
 //! thresholds), and assemble the probe with the config fields of any probe, computed on streams.
 //! Stream thresholds and the cascade are set afterwards by [`super::calibrate_streams`].
@@ -14,7 +14,6 @@ use crate::probe::scorer::Scorer;
 use crate::probe::split::SplitIndices;
 use crate::probe::train::TrainOptions;
 use crate::progress::Progress;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -99,41 +98,61 @@ pub fn fit_and_select(
         .iter()
         .map(|&i| data.rows[i].label)
         .collect();
-    let fitted: Vec<(StreamModel, GridPoint, f64)> = opts
-        .alphas
-        .par_iter()
-        .map(|&alpha| {
-            let start = Instant::now();
-            let fit = StreamFit {
-                smoothing,
-                tau: sopts.tau,
-                alpha,
-                max_iters: sopts.max_iters,
-            };
-            let m = fit_stream(&train, fit)?;
-            let secs = start.elapsed().as_secs_f64();
-            let lm = LinearModel {
-                weight: m.weight.clone(),
-                bias: m.bias,
-            };
-            let scorer = Scorer::fold(&lm, &standardizer);
-            let scores = data.stream_scores(&scorer, &splits.validation, smoothing);
-            let point = GridPoint {
-                alpha,
-                effective_alpha: alpha,
-                validation_roc_auc: roc_auc(&scores, &val_labels).unwrap_or(0.5),
-                validation_pr_auc: average_precision(&scores, &val_labels).unwrap_or(0.0),
-            };
+    // The alpha path from the strongest penalty down, each fit warm-started from the previous
+    // solution (weak penalties converge slowly from zero); it stops once validation falls
+    // clearly below the best for two alphas in a row, where weaker penalties only overfit more.
+    let mut alphas = opts.alphas.clone();
+    alphas.sort_by(|a, b| b.total_cmp(a));
+    let mut fitted: Vec<(StreamModel, GridPoint, f64)> = Vec::new();
+    let (mut best, mut worse) = (f64::NEG_INFINITY, 0);
+    for (k, &alpha) in alphas.iter().enumerate() {
+        let start = Instant::now();
+        let fit = StreamFit {
+            smoothing,
+            tau: sopts.tau,
+            alpha,
+            max_iters: sopts.max_iters,
+        };
+        let init = fitted.last().map(|f| f.0.params.as_slice());
+        let m = fit_stream(&train, fit, init)?;
+        let secs = start.elapsed().as_secs_f64();
+        let lm = LinearModel {
+            weight: m.weight.clone(),
+            bias: m.bias,
+        };
+        let scorer = Scorer::fold(&lm, &standardizer);
+        let scores = data.stream_scores(&scorer, &splits.validation, smoothing);
+        let point = GridPoint {
+            alpha,
+            effective_alpha: alpha,
+            validation_roc_auc: roc_auc(&scores, &val_labels).unwrap_or(0.5),
+            validation_pr_auc: average_precision(&scores, &val_labels).unwrap_or(0.0),
+        };
+        tracing::info!(
+            "alpha {alpha:<8} validation stream ROC-AUC {:.4} ({} iterations{}, {secs:.1} s)",
+            point.validation_roc_auc,
+            m.iterations,
+            if m.converged { "" } else { ", not converged" }
+        );
+        progress.advance(1);
+        best = best.max(point.validation_roc_auc);
+        worse = if point.validation_roc_auc < best - PATH_STOP_MARGIN {
+            worse + 1
+        } else {
+            0
+        };
+        fitted.push((m, point, secs));
+        if worse >= 2 && k + 1 < alphas.len() {
             tracing::info!(
-                "alpha {alpha:<8} validation stream ROC-AUC {:.4} ({} iterations{}, {secs:.1} s)",
-                point.validation_roc_auc,
-                m.iterations,
-                if m.converged { "" } else { ", not converged" }
+                "alpha path stopped at {alpha}: validation ROC-AUC fell more than \
+                 {PATH_STOP_MARGIN} below the best for two alphas in a row; smaller ones skipped"
             );
-            progress.advance(1);
-            Ok((m, point, secs))
-        })
-        .collect::<Result<_>>()?;
+            progress.advance((alphas.len() - k - 1) as u64);
+            break;
+        }
+    }
+    // Reported in ascending alpha, as `train`'s per-state grid is.
+    fitted.reverse();
     let grid: Vec<GridPoint> = fitted.iter().map(|f| f.1.clone()).collect();
     let chosen = select(&grid);
     let (m, point, _) = &fitted[chosen];
@@ -161,8 +180,12 @@ pub fn fit_and_select(
     })
 }
 
+/// How far below the best validation ROC-AUC an alpha counts as clearly worse on the path.
+const PATH_STOP_MARGIN: f64 = 0.02;
+
 const OBJECTIVE: &str = "argmin L-BFGS (More-Thuente) on standardized features of every stored \
     response state: per response, the cross-entropy of each step's smoothed logit against the \
     response's label, weighted by softmax(smoothed logits / tau) over the response; the weighted \
     mean over responses (class weights) + 0.5 * alpha / responses * ||w||^2, intercept \
-    unpenalized; from zero weights";
+    unpenalized; alphas from the largest down, each from the previous solution (the largest from \
+    zero weights)";
