@@ -7,6 +7,8 @@ use open_constitution::extract::select_rows;
 use open_constitution::guard::replay::{
     decide, replay, stream_threshold, summarize, ReplayOutcome, ReplaySummary,
 };
+use open_constitution::probe::stream::curve::{pause_curve, CurvePoint};
+use open_constitution::probe::stream::replay::StoreStream;
 use open_constitution::probe::{Probe, StreamCalibration};
 use std::path::Path;
 use std::time::Instant;
@@ -67,12 +69,19 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
         write_thresholds(args, probe, data, cal, &outcomes)?;
     }
     std::fs::create_dir_all(out)?;
+    let cascade = second.as_ref().map(|(_, t)| *t);
+    let (alone, with_second) = curves(&outcomes, cascade);
+    if !alone.is_empty() {
+        super::eval_tokens::report_curves(out, &alone, &with_second)?;
+    }
     let report = serde_json::json!({
         "data": data,
         "guard": config,
         "unsafe": unsafe_rows,
         "safe": safe_rows,
         "stream_calibration": calibration,
+        "pause_curve": alone,
+        "pause_curve_cascade": with_second,
         "rows": outcomes,
     });
     let path = out.join("stream.json");
@@ -80,6 +89,27 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     open_constitution::fsutil::write_atomic(&path, |w| std::io::Write::write_all(w, &bytes))?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// The pause curves of the replayed trajectories: the probe alone, and with the cascade's
+/// second stage at threshold `cascade` (empty without one).
+fn curves(outcomes: &[ReplayOutcome], cascade: Option<f32>) -> (Vec<CurvePoint>, Vec<CurvePoint>) {
+    let streams: Vec<StoreStream> = outcomes
+        .iter()
+        .map(|o| StoreStream {
+            label: o.label,
+            tokens: o.trajectory.iter().map(|s| s.token_index).collect(),
+            smoothed: o.trajectory.iter().map(|s| s.smoothed).collect(),
+            second: o
+                .trajectory
+                .iter()
+                .map(|s| s.second.unwrap_or(0.0))
+                .collect(),
+        })
+        .collect();
+    let n = super::eval_tokens::CURVE_POINTS;
+    let with_second = cascade.map_or_else(Vec::new, |t| pause_curve(&streams, Some(t), n));
+    (pause_curve(&streams, None, n), with_second)
 }
 
 /// Writes the stream-calibrated thresholds of `cal` into the probe's config.json.

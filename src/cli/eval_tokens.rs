@@ -4,6 +4,9 @@
 
 use open_constitution::probe::eval::select_rows;
 use open_constitution::probe::metrics::Metrics;
+use open_constitution::probe::stream::curve::{
+    pause_curve, unsafe_paused_at, write_curve_svg, CurvePoint,
+};
 use open_constitution::probe::stream::replay::rates;
 use open_constitution::probe::stream::{store_streams, Second, StreamRates, StreamSet};
 use open_constitution::probe::{Probe, Split};
@@ -20,6 +23,47 @@ struct StreamEval {
     cascade_threshold: Option<f32>,
     rates: StreamRates,
     stream_metrics: Metrics,
+    /// Unsafe vs safe streams paused as the pause threshold moves, the probe alone (no second
+    /// stage), from the highest threshold down.
+    pause_curve: Vec<CurvePoint>,
+    /// The same with the cascade's second stage at its calibrated threshold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pause_curve_cascade: Vec<CurvePoint>,
+}
+
+/// Points kept per curve in eval.json.
+pub(super) const CURVE_POINTS: usize = 400;
+
+/// Prints what the curves reach at low over-blocking and writes `pause_curve.svg`.
+pub(super) fn report_curves(
+    out: &Path,
+    alone: &[CurvePoint],
+    cascade: &[CurvePoint],
+) -> anyhow::Result<()> {
+    let mut curves: Vec<(&str, &[CurvePoint])> = vec![("probe alone", alone)];
+    if !cascade.is_empty() {
+        curves.push(("with the second stage", cascade));
+    }
+    for (name, c) in &curves {
+        let at = |r: f64| format!("{:.3}", unsafe_paused_at(c, r));
+        println!(
+            "pause curve ({name}): unsafe paused at <= 1 % / 2 % / 5 % safe paused: {} / {} / {} \
+             (thresholds read off these streams: the probe's reach, not its operating point)",
+            at(0.01),
+            at(0.02),
+            at(0.05)
+        );
+    }
+    let svg = out.join("pause_curve.svg");
+    write_curve_svg(
+        &svg,
+        "Streams paused as the pause threshold moves",
+        &curves,
+        0.2,
+        Some((0.01, 0.6)),
+    )?;
+    println!("wrote {}", svg.display());
+    Ok(())
 }
 
 pub fn report(
@@ -54,6 +98,11 @@ pub fn report(
         .map(|s| (s.smoothed.iter().cloned().fold(0.0, f32::max), s.label))
         .unzip();
     let m = Metrics::compute(&scores, &labels, c.threshold);
+    let alone = pause_curve(&streams, None, CURVE_POINTS);
+    let with_second = match cascade {
+        Some(t) => pause_curve(&streams, Some(t), CURVE_POINTS),
+        None => Vec::new(),
+    };
     let cell = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
     println!(
         "{} streams ({} safe, {} unsafe) replayed from the store: stream ROC-AUC {}  TPR@1%FPR {}",
@@ -82,8 +131,13 @@ pub fn report(
         cascade_threshold: cascade,
         rates: r,
         stream_metrics: m,
+        pause_curve: alone,
+        pause_curve_cascade: with_second,
     };
     std::fs::create_dir_all(out)?;
+    if !report.pause_curve.is_empty() {
+        report_curves(out, &report.pause_curve, &report.pause_curve_cascade)?;
+    }
     open_constitution::fsutil::write_bytes_atomic(
         &out.join("eval.json"),
         &serde_json::to_vec_pretty(&report)?,

@@ -9,6 +9,7 @@
 //! too), so methods compare on the same streams.
 
 pub mod assemble;
+pub mod curve;
 pub mod data;
 pub mod fit;
 pub mod loss;
