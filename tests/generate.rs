@@ -218,6 +218,12 @@ fn a_probe_built_to_fire_pauses_at_the_expected_step() {
     assert_eq!(r.pause_token, Some(j));
     assert!(r.max_smoothed_risk >= 0.5, "{}", r.max_smoothed_risk);
     assert!(r.withheld_text.is_none(), "withheld text only when asked");
+    // The guard's own time is measured inside the decode time.
+    let t = &r.timings;
+    assert!(
+        t.guard_ms > 0.0 && t.guard_ms < t.total_ms - t.prefill_ms,
+        "{t:?}"
+    );
 
     // The paused window (token j, and any held bytes before it) is withheld, never printed.
     let mut audit = opts(12);

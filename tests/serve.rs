@@ -175,6 +175,20 @@ fn requests_decoding_together_get_the_text_they_get_alone() {
     ] {
         assert!(metrics.contains(want), "{want} missing from\n{metrics}");
     }
+    let seconds = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+    };
+    let (guard, decode) = (
+        seconds("oc_guard_seconds_total"),
+        seconds("oc_decode_seconds_total"),
+    );
+    assert!(
+        guard > 0.0 && guard < decode,
+        "guard {guard} s of {decode} s"
+    );
     let (status, models) = s.get("/v1/models", None);
     assert_eq!(status, 200);
     assert_eq!(

@@ -81,6 +81,10 @@ pub struct Timings {
     pub total_ms: f64,
     /// Generated tokens per second of decoding (after prefill).
     pub decode_tokens_per_s: f64,
+    /// Time the guard itself took (scoring, smoothing, deciding, holding and releasing text;
+    /// without a guard: releasing text), inside `total_ms`. Its share of the decode time is the
+    /// guard's host-side overhead, measured without a second, unguarded run.
+    pub guard_ms: f64,
 }
 
 /// The machine-readable result (`--json`).

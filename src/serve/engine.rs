@@ -64,6 +64,10 @@ pub struct GuardReport {
     pub probe_steps: usize,
     pub threshold: f32,
     pub pause_threshold: f32,
+    /// A cascade's second-stage threshold: at the pause threshold the response pauses only
+    /// where the whole-exchange probe's score of the response so far reaches it (else flagged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cascade_threshold: Option<f32>,
     pub probe_every_n_tokens: usize,
 }
 
@@ -106,7 +110,12 @@ impl<'a> Engine<'a> {
             }
             self.admit(&mut batch, &mut slots, jobs);
             if batch.decoding() {
-                if let Err(e) = batch.step(&mut self.decoder) {
+                let t = std::time::Instant::now();
+                let stepped = batch.step(&mut self.decoder);
+                self.metrics
+                    .decode_seconds
+                    .inc_by(t.elapsed().as_secs_f64());
+                if let Err(e) = stepped {
                     fail_all(&mut slots, &format!("decode step failed: {e}"));
                     batch = Batch::new(self.files, Some(self.scorers));
                     continue;
@@ -273,6 +282,7 @@ impl<'a> Engine<'a> {
             probe_steps: r.probe_steps.len(),
             threshold: slot.guard.threshold,
             pause_threshold: slot.guard.pause_threshold,
+            cascade_threshold: self.scorers.second.as_ref().map(|s| s.threshold),
             probe_every_n_tokens: slot.guard.probe_every_n_tokens,
         };
         let gone = slot.events.is_closed();

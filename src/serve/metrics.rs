@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -33,6 +34,12 @@ pub struct Metrics {
     pub ttft: Histogram,
     pub itl: Histogram,
     pub outcomes: Family<OutcomeLabel, Counter>,
+    /// Seconds in decode steps (graph run, sampling, judging), all rows together.
+    pub decode_seconds: Counter<f64, AtomicU64>,
+    /// Seconds the guard took inside those steps (scoring, smoothing, deciding, holding and
+    /// releasing text), summed over finished responses: with `decode_seconds`, the guard's
+    /// overhead under load.
+    pub guard_seconds: Counter<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -84,8 +91,22 @@ impl Metrics {
             "Responses by guard status (completed, flagged, paused) and finish reason",
             outcomes.clone(),
         );
+        let decode_seconds = Counter::<f64, AtomicU64>::default();
+        let guard_seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "decode_seconds",
+            "Time in decode steps (graph run, sampling, judging) of the running batch",
+            decode_seconds.clone(),
+        );
+        registry.register(
+            "guard_seconds",
+            "Time the guard took inside decode steps (scoring, smoothing, deciding, releasing text), over finished responses",
+            guard_seconds.clone(),
+        );
         Metrics {
             registry,
+            decode_seconds,
+            guard_seconds,
             requests,
             prompt_tokens,
             generated_tokens,
@@ -101,6 +122,7 @@ impl Metrics {
     pub fn finished(&self, r: &GenerationResult, finish_reason: &str) {
         self.prompt_tokens.inc_by(r.prompt_tokens as u64);
         self.generated_tokens.inc_by(r.tokens_generated as u64);
+        self.guard_seconds.inc_by(r.timings.guard_ms / 1e3);
         let guard = serde_json::to_value(r.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))

@@ -26,7 +26,8 @@ pub struct Args {
     /// still scored).
     #[arg(long, default_value = crate::cli::generate::DEFAULT_PROBE)]
     pub probe: PathBuf,
-    /// Requests per concurrency level (the bench prompts, cycled).
+    /// Requests per concurrency level (the bench prompts, cycled); a level with more clients
+    /// runs one request per client, so every client is in flight at once.
     #[arg(long, default_value_t = 16)]
     pub requests: usize,
     /// New tokens per request (end-of-turn ignored, so every request generates exactly this).
@@ -47,6 +48,8 @@ struct Run {
     seconds: f64,
     ttft: Vec<f64>,
     itl: Vec<f64>,
+    /// Seconds the guard took and seconds of decoding, where measured (its overhead).
+    guard: Option<(f64, f64)>,
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -75,7 +78,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let server = Server::start(&a, max_batch)?;
     client_run(&server.url, &prompts[..1], 1, a.new_tokens)?; // warm-up
     for &c in &a.concurrency {
-        let mut r = client_run(&server.url, &prompts, c.max(1), a.new_tokens)?;
+        let level: Vec<String> = prompts
+            .iter()
+            .cycle()
+            .take(a.requests.max(c))
+            .cloned()
+            .collect();
+        let before = guard_counters(&server.url)?;
+        let mut r = client_run(&server.url, &level, c.max(1), a.new_tokens)?;
+        let after = guard_counters(&server.url)?;
+        r.guard = Some((after.0 - before.0, after.1 - before.1));
         r.name = format!("serve, concurrency {c}");
         runs.push(r);
     }
@@ -120,10 +132,15 @@ fn sequential(a: &Args, prompts: &[String], when: &str) -> anyhow::Result<Run> {
         seconds: 0.0,
         ttft: vec![],
         itl: vec![],
+        guard: Some((0.0, 0.0)),
     };
     for p in prompts {
         let r = one(&mut model, p)?;
         run.tokens += r.tokens_generated;
+        if let Some((g, d)) = run.guard.as_mut() {
+            *g += r.timings.guard_ms / 1e3;
+            *d += (r.timings.total_ms - r.timings.prefill_ms) / 1e3;
+        }
         let first = r
             .timings
             .time_to_first_release_ms
@@ -233,9 +250,15 @@ fn client_run(url: &str, prompts: &[String], c: usize, new_tokens: usize) -> any
         seconds,
         ttft: vec![],
         itl: vec![],
+        guard: None,
     };
     for r in results {
         for (tokens, ttft, gaps) in r? {
+            // ignore_eos: a response of another length lost tokens or was cut.
+            anyhow::ensure!(
+                tokens == new_tokens,
+                "a response had {tokens} tokens, not the {new_tokens} asked for"
+            );
             run.tokens += tokens;
             run.ttft.push(ttft);
             run.itl.extend(gaps);
@@ -293,15 +316,39 @@ fn stream_one(
     Ok((tokens, first.unwrap_or(f64::NAN), gaps))
 }
 
+/// The server's `oc_guard_seconds_total` and `oc_decode_seconds_total`.
+fn guard_counters(url: &str) -> anyhow::Result<(f64, f64)> {
+    let text = ureq::get(format!("{url}/metrics"))
+        .call()
+        .context("reading /metrics")?
+        .into_body()
+        .read_to_string()?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .with_context(|| format!("/metrics has no {name}"))
+    };
+    Ok((
+        value("oc_guard_seconds_total")?,
+        value("oc_decode_seconds_total")?,
+    ))
+}
+
 fn print(runs: &mut [Run]) {
     let rate = |r: &Run| r.tokens as f64 / r.seconds;
     let base = rate(&runs[0]).max(rate(&runs[runs.len() - 1]));
-    println!("| run | tokens | seconds | tokens/s | x vs sequential | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| run | tokens | seconds | tokens/s | x vs sequential | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | guard % of decode |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in runs.iter_mut() {
         let rate = rate(r);
         println!(
-            "| {} | {} | {:.2} | {:.1} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            "| {} | {} | {:.2} | {:.1} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} | {} |",
             r.name,
             r.tokens,
             r.seconds,
@@ -311,7 +358,10 @@ fn print(runs: &mut [Run]) {
             pct(&mut r.ttft, 99.0) * 1e3,
             pct(&mut r.itl, 50.0) * 1e3,
             pct(&mut r.itl, 99.0) * 1e3,
+            r.guard
+                .filter(|g| g.1 > 0.0)
+                .map_or("-".into(), |(g, d)| format!("{:.3}", 100.0 * g / d)),
         );
     }
-    println!("(TTFT: request sent to its first released text; ITL: time between released chunks; sequential ITL is the mean per token)");
+    println!("(TTFT: request sent to its first released text; ITL: time between released chunks; sequential ITL is the mean per token; guard %: time in the guard's own code (scoring, smoothing, deciding, holding and releasing text) over decode time, from the server's /metrics)");
 }

@@ -35,6 +35,9 @@ pub struct Row<'t, 's> {
     first_release_ms: Option<f64>,
     /// A cascade's running mean of the response's states at the second stage's layer.
     second_mean: RunningMean,
+    /// Time spent judging (scoring, smoothing, deciding, the held stream): the guard's own
+    /// share of the decode loop, reported as [`Timings::guard_ms`].
+    guard_time: std::time::Duration,
 }
 
 impl<'t, 's> Row<'t, 's> {
@@ -90,6 +93,7 @@ impl<'t, 's> Row<'t, 's> {
             ttft_ms: None,
             first_release_ms: None,
             second_mean: RunningMean::default(),
+            guard_time: std::time::Duration::ZERO,
         })
     }
 
@@ -165,6 +169,30 @@ impl<'t, 's> Row<'t, 's> {
             t
         };
         let last = next.is_none();
+        let judging = Instant::now();
+        let paused = self.judge(n, last, judged)?;
+        self.guard_time += judging.elapsed();
+        if paused {
+            self.stop = Some(StopReason::Paused);
+            return Ok(());
+        }
+        if self.first_release_ms.is_none() && self.stream.released_tokens() > 0 {
+            self.first_release_ms = Some(ms(self.start));
+        }
+        if let Some(t) = next {
+            self.accept(t)?;
+        }
+        Ok(())
+    }
+
+    /// Judges generated token `n` (when a probe step is due, or it is the `last`) and applies the
+    /// decision to the held stream; without a guard, releases it. True when the guard paused.
+    fn judge(
+        &mut self,
+        n: usize,
+        last: bool,
+        judged: Option<(Scorers<'_>, &[&[f32]])>,
+    ) -> Result<bool> {
         match (&mut self.guard, judged) {
             (Some(g), Some((scorers, states))) => {
                 let second = scorers.second.zip(scorers.second_index());
@@ -182,28 +210,18 @@ impl<'t, 's> Row<'t, 's> {
                         None => g.observe(n, risk)?,
                     };
                     self.stream.apply(&step)?;
-                    if step.decision == Decision::Pause {
-                        self.stop = Some(StopReason::Paused);
-                        return Ok(());
-                    }
+                    return Ok(step.decision == Decision::Pause);
                 }
+                Ok(false)
             }
             (None, _) => {
                 self.stream.release(n)?;
+                Ok(false)
             }
-            (Some(_), None) => {
-                return Err(crate::Error::Generate(
-                    "a guarded row got no hidden state to judge; nothing was released".into(),
-                ))
-            }
+            (Some(_), None) => Err(crate::Error::Generate(
+                "a guarded row got no hidden state to judge; nothing was released".into(),
+            )),
         }
-        if self.first_release_ms.is_none() && self.stream.released_tokens() > 0 {
-            self.first_release_ms = Some(ms(self.start));
-        }
-        if let Some(t) = next {
-            self.accept(t)?;
-        }
-        Ok(())
     }
 
     /// The row's result once it stopped. A row removed while it still decoded (`cancelled`: a
@@ -263,6 +281,7 @@ impl<'t, 's> Row<'t, 's> {
                 time_to_first_release_ms: self.first_release_ms,
                 total_ms,
                 decode_tokens_per_s: self.generated as f64 / decode_s,
+                guard_ms: self.guard_time.as_secs_f64() * 1e3,
             },
         })
     }
