@@ -28,10 +28,14 @@ pub struct StreamOptions {
     pub max_iters: u64,
 }
 
+/// The default softmax temperature of the sequence loss (chosen on the demo's validation streams;
+/// see `train --tau`).
+pub const DEFAULT_TAU: f64 = 2.0;
+
 impl Default for StreamOptions {
     fn default() -> Self {
         StreamOptions {
-            tau: 1.0,
+            tau: DEFAULT_TAU,
             ema_alpha: None,
             max_iters: 300,
         }
