@@ -6,7 +6,7 @@
 //! stage lets through is at least `t` ([`pause_step`](super::replay::pause_step)), so the curve
 //! is a sweep over those maxima.
 
-use super::replay::StoreStream;
+use super::replay::{pause_max, StoreStream};
 use crate::error::Result;
 use crate::probe::plot::{write_svg, Chart, Series};
 use plotters::prelude::SeriesLabelPosition;
@@ -57,14 +57,6 @@ pub fn pause_curve(
         }
     }
     thin(points, max_points)
-}
-
-/// The highest smoothed risk at a step the second stage lets through, or none.
-fn pause_max(s: &StoreStream, second: Option<f32>) -> Option<f32> {
-    (0..s.smoothed.len())
-        .filter(|&k| second.is_none_or(|c| s.second[k] >= c))
-        .map(|k| s.smoothed[k])
-        .reduce(f32::max)
 }
 
 fn thin(points: Vec<CurvePoint>, max: usize) -> Vec<CurvePoint> {
@@ -141,16 +133,8 @@ pub fn write_curve_svg(
 #[cfg(test)]
 mod tests {
     use super::super::replay::rates;
+    use super::super::replay::tests::stream;
     use super::*;
-
-    fn stream(label: u8, smoothed: &[f32], second: &[f32]) -> StoreStream {
-        StoreStream {
-            label,
-            tokens: (0..smoothed.len()).collect(),
-            smoothed: smoothed.to_vec(),
-            second: second.to_vec(),
-        }
-    }
 
     /// Every point equals what the replayed guard pauses at that threshold, with and without a
     /// second stage; ties move together; the curve is monotone.

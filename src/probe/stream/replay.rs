@@ -178,19 +178,30 @@ pub fn calibrate(
     best.map(|(_, t)| t)
 }
 
-/// The highest smoothed risk at a step the second stage lets through (`second` none: any step).
-fn effective_max(s: &StoreStream, second: Option<f32>) -> f32 {
+/// The highest smoothed risk at a step the second stage lets through (`second` none: any step),
+/// or none when it lets none through: the stream pauses at threshold `t` exactly when this is
+/// at least `t`.
+pub(super) fn pause_max(s: &StoreStream, second: Option<f32>) -> Option<f32> {
     (0..s.smoothed.len())
         .filter(|&k| second.is_none_or(|c| s.second[k] >= c))
         .map(|k| s.smoothed[k])
-        .fold(0.0, f32::max)
+        .reduce(f32::max)
+}
+
+fn effective_max(s: &StoreStream, second: Option<f32>) -> f32 {
+    pause_max(s, second).map_or(0.0, |m| m.max(0.0))
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn stream(label: u8, smoothed: &[f32], second: &[f32]) -> StoreStream {
+    /// A stream of `label` with these smoothed and second-stage scores, one step per token.
+    pub(in crate::probe::stream) fn stream(
+        label: u8,
+        smoothed: &[f32],
+        second: &[f32],
+    ) -> StoreStream {
         StoreStream {
             label,
             tokens: (0..smoothed.len()).collect(),
