@@ -163,10 +163,12 @@ fn cell(v: Option<f64>) -> String {
 pub fn summary(t: &TrainedProbe) -> String {
     let c = t.probe.config();
     let tr = &c.training;
+    let layers = match &c.feature_layers {
+        Some(l) if l.len() > 1 => format!("hidden states {l:?} concatenated"),
+        _ => format!("layer {} (hidden state {})", c.layer, c.layer_index),
+    };
     let mut s = format!(
-        "layer {} (hidden state {}), {} rows split by {}\n",
-        c.layer,
-        c.layer_index,
+        "{layers}, {} rows split by {}\n",
         tr.store.rows,
         tr.split_source.describe()
     );
