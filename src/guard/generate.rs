@@ -81,9 +81,10 @@ pub struct Timings {
     pub total_ms: f64,
     /// Generated tokens per second of decoding (after prefill).
     pub decode_tokens_per_s: f64,
-    /// Time the guard itself took (scoring, smoothing, deciding, holding and releasing text;
-    /// without a guard: releasing text), inside `total_ms`. Its share of the decode time is the
-    /// guard's host-side overhead, measured without a second, unguarded run.
+    /// Time the guard itself took (scoring, smoothing, deciding, holding text back and releasing
+    /// it; without a guard: releasing it), inside `total_ms`. Not the sink's delivery of released
+    /// text (printing, a server's channel send), which unguarded generation does too. Its share of
+    /// the decode time is the guard's host-side overhead, measured without a second, unguarded run.
     pub guard_ms: f64,
 }
 

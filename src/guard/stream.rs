@@ -86,6 +86,9 @@ pub struct HeldStream<D, S> {
     /// Set by a pause: the text of the held tokens, dropped (never emitted); the stream is
     /// closed. Kept for the caller's audit record only.
     withheld: Option<String>,
+    /// Time spent inside the sink: delivering released text (a server's stop matching and
+    /// channel send), which an unguarded stream does too, so the guard's timing leaves it out.
+    emit_time: std::time::Duration,
 }
 
 impl<D: TokenDecoder, S: TextSink> HeldStream<D, S> {
@@ -99,6 +102,7 @@ impl<D: TokenDecoder, S: TextSink> HeldStream<D, S> {
             released_tokens: 0,
             released: String::new(),
             withheld: None,
+            emit_time: std::time::Duration::ZERO,
         }
     }
 
@@ -133,7 +137,10 @@ impl<D: TokenDecoder, S: TextSink> HeldStream<D, S> {
             self.released_tokens += 1;
         }
         if self.released.len() > start {
-            self.sink.emit(&self.released[start..])?;
+            let t = std::time::Instant::now();
+            let emitted = self.sink.emit(&self.released[start..]);
+            self.emit_time += t.elapsed();
+            emitted?;
         }
         Ok(&self.released[start..])
     }
@@ -199,6 +206,11 @@ impl<D: TokenDecoder, S: TextSink> HeldStream<D, S> {
     /// The text a pause withheld (generated, judged unsafe, never emitted).
     pub fn withheld_text(&self) -> Option<&str> {
         self.withheld.as_deref()
+    }
+
+    /// Time spent inside the sink so far (see the field).
+    pub fn emit_time(&self) -> std::time::Duration {
+        self.emit_time
     }
 
     /// The sink, e.g. to inspect a buffer it writes to.

@@ -36,9 +36,9 @@ pub struct Metrics {
     pub outcomes: Family<OutcomeLabel, Counter>,
     /// Seconds in decode steps (graph run, sampling, judging), all rows together.
     pub decode_seconds: Counter<f64, AtomicU64>,
-    /// Seconds the guard took inside those steps (scoring, smoothing, deciding, holding and
-    /// releasing text), summed over finished responses: with `decode_seconds`, the guard's
-    /// overhead under load.
+    /// Seconds the guard took inside those steps (scoring, smoothing, deciding, holding text
+    /// back; not delivering released text to the client), summed over finished responses: with
+    /// `decode_seconds`, the guard's overhead under load.
     pub guard_seconds: Counter<f64, AtomicU64>,
 }
 
@@ -100,7 +100,7 @@ impl Metrics {
         );
         registry.register(
             "guard_seconds",
-            "Time the guard took inside decode steps (scoring, smoothing, deciding, releasing text), over finished responses",
+            "Time the guard took inside decode steps (scoring, smoothing, deciding, holding text back; not delivering it), over finished responses",
             guard_seconds.clone(),
         );
         Metrics {

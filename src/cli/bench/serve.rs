@@ -363,5 +363,5 @@ fn print(runs: &mut [Run]) {
                 .map_or("-".into(), |(g, d)| format!("{:.3}", 100.0 * g / d)),
         );
     }
-    println!("(TTFT: request sent to its first released text; ITL: time between released chunks; sequential ITL is the mean per token; guard %: time in the guard's own code (scoring, smoothing, deciding, holding and releasing text) over decode time, from the server's /metrics)");
+    println!("(TTFT: request sent to its first released text; ITL: time between released chunks; sequential ITL is the mean per token; guard %: time in the guard's own code (scoring, smoothing, deciding, holding text back; not delivering released text, which unguarded serving does too) over decode time, from the server's /metrics)");
 }

@@ -35,7 +35,7 @@ pub struct Row<'t, 's> {
     first_release_ms: Option<f64>,
     /// A cascade's running mean of the response's states at the second stage's layer.
     second_mean: RunningMean,
-    /// Time spent judging (scoring, smoothing, deciding, the held stream): the guard's own
+    /// Time spent judging (scoring, smoothing, deciding, the held stream; not the sink): the guard's own
     /// share of the decode loop, reported as [`Timings::guard_ms`].
     guard_time: std::time::Duration,
 }
@@ -169,9 +169,13 @@ impl<'t, 's> Row<'t, 's> {
             t
         };
         let last = next.is_none();
-        let judging = Instant::now();
+        // The guard's own time: judging and the held stream, less the sink's delivery of the
+        // released text (an unguarded stream delivers the same text).
+        let (judging, emitted) = (Instant::now(), self.stream.emit_time());
         let paused = self.judge(n, last, judged)?;
-        self.guard_time += judging.elapsed();
+        self.guard_time += judging
+            .elapsed()
+            .saturating_sub(self.stream.emit_time() - emitted);
         if paused {
             self.stop = Some(StopReason::Paused);
             return Ok(());

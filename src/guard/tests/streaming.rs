@@ -227,6 +227,24 @@ fn release_is_bounded_by_what_was_judged() {
     assert_eq!(*log.borrow(), [emit("The cat")]);
 }
 
+/// The time a slow sink takes is counted as delivery, apart from the guard's own time.
+#[test]
+fn time_inside_the_sink_is_counted_apart() {
+    let slow = |_: &str| std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut stream = HeldStream::new(ByteDecoder::default(), slow);
+    for id in [0, 1] {
+        stream.push(id).unwrap();
+    }
+    assert_eq!(stream.emit_time(), std::time::Duration::ZERO);
+    stream.release(1).unwrap();
+    let once = stream.emit_time();
+    assert!(once >= std::time::Duration::from_millis(20), "{once:?}");
+    stream.release(1).unwrap(); // nothing new: the sink is not called
+    assert_eq!(stream.emit_time(), once);
+    stream.release(2).unwrap();
+    assert!(stream.emit_time() >= once + std::time::Duration::from_millis(20));
+}
+
 #[test]
 fn write_sink_streams_into_a_writer() {
     let mut stream = HeldStream::new(ByteDecoder::default(), WriteSink(Vec::new()));
