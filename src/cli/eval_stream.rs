@@ -7,7 +7,7 @@ use open_constitution::extract::select_rows;
 use open_constitution::guard::replay::{
     decide, replay, stream_threshold, summarize, ReplayOutcome, ReplaySummary,
 };
-use open_constitution::probe::stream::curve::{pause_curve, CurvePoint};
+use open_constitution::probe::stream::curve::{pause_curves, CurvePoint};
 use open_constitution::probe::stream::replay::StoreStream;
 use open_constitution::probe::{Probe, StreamCalibration};
 use std::path::Path;
@@ -107,9 +107,7 @@ fn curves(outcomes: &[ReplayOutcome], cascade: Option<f32>) -> (Vec<CurvePoint>,
                 .collect(),
         })
         .collect();
-    let n = super::eval_tokens::CURVE_POINTS;
-    let with_second = cascade.map_or_else(Vec::new, |t| pause_curve(&streams, Some(t), n));
-    (pause_curve(&streams, None, n), with_second)
+    pause_curves(&streams, cascade)
 }
 
 /// Writes the stream-calibrated thresholds of `cal` into the probe's config.json.

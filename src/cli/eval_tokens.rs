@@ -5,7 +5,7 @@
 use open_constitution::probe::eval::select_rows;
 use open_constitution::probe::metrics::Metrics;
 use open_constitution::probe::stream::curve::{
-    pause_curve, unsafe_paused_at, write_curve_svg, CurvePoint,
+    pause_curves, unsafe_paused_at, write_curve_svg, CurvePoint,
 };
 use open_constitution::probe::stream::replay::rates;
 use open_constitution::probe::stream::{store_streams, Second, StreamRates, StreamSet};
@@ -30,9 +30,6 @@ struct StreamEval {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pause_curve_cascade: Vec<CurvePoint>,
 }
-
-/// Points kept per curve in eval.json.
-pub(super) const CURVE_POINTS: usize = 400;
 
 /// Prints what the curves reach at low over-blocking and writes `pause_curve.svg`.
 pub(super) fn report_curves(
@@ -98,11 +95,7 @@ pub fn report(
         .map(|s| (s.smoothed.iter().cloned().fold(0.0, f32::max), s.label))
         .unzip();
     let m = Metrics::compute(&scores, &labels, c.threshold);
-    let alone = pause_curve(&streams, None, CURVE_POINTS);
-    let with_second = match cascade {
-        Some(t) => pause_curve(&streams, Some(t), CURVE_POINTS),
-        None => Vec::new(),
-    };
+    let (alone, with_second) = pause_curves(&streams, cascade);
     let cell = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
     println!(
         "{} streams ({} safe, {} unsafe) replayed from the store: stream ROC-AUC {}  TPR@1%FPR {}",

@@ -88,6 +88,14 @@ pub struct Timings {
     pub guard_ms: f64,
 }
 
+impl Timings {
+    /// Milliseconds of decoding: everything after the prefill (what `decode_tokens_per_s` and
+    /// the guard's share are measured against).
+    pub fn decode_ms(&self) -> f64 {
+        self.total_ms - self.prefill_ms
+    }
+}
+
 /// The machine-readable result (`--json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerationResult {

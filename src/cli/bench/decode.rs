@@ -100,7 +100,7 @@ struct Tally {
 impl Tally {
     fn add(&mut self, r: &GenerationResult) {
         self.tokens += r.tokens_generated;
-        self.decode_ms += r.timings.total_ms - r.timings.prefill_ms;
+        self.decode_ms += r.timings.decode_ms();
         self.prefill_ms += r.timings.prefill_ms;
         self.runs += 1;
     }

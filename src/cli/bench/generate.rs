@@ -66,7 +66,7 @@ fn measure(
         let r = &generate_batch(model, std::slice::from_ref(p), guard, o, vec![sink])?[0];
         tokens += r.tokens_generated;
         guard_ms += r.timings.guard_ms;
-        decode_ms += r.timings.total_ms - r.timings.prefill_ms;
+        decode_ms += r.timings.decode_ms();
     }
     Ok((
         tokens,

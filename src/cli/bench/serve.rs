@@ -139,7 +139,7 @@ fn sequential(a: &Args, prompts: &[String], when: &str) -> anyhow::Result<Run> {
         run.tokens += r.tokens_generated;
         if let Some((g, d)) = run.guard.as_mut() {
             *g += r.timings.guard_ms / 1e3;
-            *d += (r.timings.total_ms - r.timings.prefill_ms) / 1e3;
+            *d += r.timings.decode_ms() / 1e3;
         }
         let first = r
             .timings

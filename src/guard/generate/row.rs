@@ -228,12 +228,26 @@ impl<'t, 's> Row<'t, 's> {
         }
     }
 
+    fn timings(&self, prefill_ms: f64, total_ms: f64) -> Timings {
+        let mut t = Timings {
+            prefill_ms,
+            time_to_first_token_ms: self.ttft_ms.unwrap_or(prefill_ms),
+            time_to_first_release_ms: self.first_release_ms,
+            total_ms,
+            decode_tokens_per_s: 0.0,
+            guard_ms: self.guard_time.as_secs_f64() * 1e3,
+        };
+        t.decode_tokens_per_s = self.generated as f64 / (t.decode_ms().max(1e-9) / 1e3);
+        t
+    }
+
     /// The row's result once it stopped. A row removed while it still decoded (`cancelled`: a
     /// stop sequence matched or the client left) keeps only its released text; tokens it still
     /// held were never judged and are dropped.
     pub fn finish(self, cancelled: bool) -> Result<GenerationResult> {
         let (opts, prefill_ms) = (&self.opts, self.prefill_ms);
         let total_ms = ms(self.start);
+        let timings = self.timings(prefill_ms, total_ms);
         let guard_status = self.guard.as_ref().map(Guard::status);
         let steps = self
             .guard
@@ -260,7 +274,6 @@ impl<'t, 's> Row<'t, 's> {
             .find(|s| s.decision == crate::guard::Decision::Pause)
             .map(|s| s.token_index);
         let max_smoothed_risk = steps.iter().map(|s| s.smoothed).fold(0f32, f32::max);
-        let decode_s = (total_ms - prefill_ms).max(1e-9) / 1e3;
         Ok(GenerationResult {
             prompt: self.prompt,
             status: status_of(guard_status, refused),
@@ -279,14 +292,7 @@ impl<'t, 's> Row<'t, 's> {
             token_ids: self.history[self.prompt_tokens..].to_vec(),
             prompt_tokens: self.prompt_tokens,
             probe_steps: steps,
-            timings: Timings {
-                prefill_ms,
-                time_to_first_token_ms: self.ttft_ms.unwrap_or(prefill_ms),
-                time_to_first_release_ms: self.first_release_ms,
-                total_ms,
-                decode_tokens_per_s: self.generated as f64 / decode_s,
-                guard_ms: self.guard_time.as_secs_f64() * 1e3,
-            },
+            timings,
         })
     }
 }

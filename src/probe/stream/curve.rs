@@ -59,6 +59,20 @@ pub fn pause_curve(
     thin(points, max_points)
 }
 
+/// Points kept per curve in a report.
+pub const CURVE_POINTS: usize = 400;
+
+/// The curves a report shows: the probe alone, and with a cascade's second stage at threshold
+/// `cascade` (empty without one), each of at most [`CURVE_POINTS`] points.
+pub fn pause_curves(
+    streams: &[StoreStream],
+    cascade: Option<f32>,
+) -> (Vec<CurvePoint>, Vec<CurvePoint>) {
+    let with_second =
+        cascade.map_or_else(Vec::new, |t| pause_curve(streams, Some(t), CURVE_POINTS));
+    (pause_curve(streams, None, CURVE_POINTS), with_second)
+}
+
 fn thin(points: Vec<CurvePoint>, max: usize) -> Vec<CurvePoint> {
     if points.len() <= max || max < 2 {
         return points;
