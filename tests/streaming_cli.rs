@@ -22,6 +22,18 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Copies a probe directory (its cascade folder included).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        match e.file_type().unwrap().is_dir() {
+            true => copy_dir(&e.path(), &to.join(e.file_name())),
+            false => drop(std::fs::copy(e.path(), to.join(e.file_name())).unwrap()),
+        }
+    }
+}
+
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -139,6 +151,54 @@ fn streaming_probe_trains_calibrates_and_guards() {
         s(&t.join("st")),
     ]));
     assert!(out.contains("guard replay of 12 rows"), "{out}");
+
+    // Recalibrated on the exact replay (a copy of the probe): the probe's thresholds and the
+    // cascade's, chosen jointly by train's rule, land in config.json and bound the safe rows.
+    let p3 = t.join("p3");
+    copy_dir(&p1, &p3);
+    ok(oc(&[
+        "eval",
+        "--probe",
+        s(&p3),
+        "--model",
+        s(&model),
+        "--data",
+        data,
+        "--max-examples",
+        "24",
+        "--stream",
+        "--stream-fpr",
+        "0.25,0.1",
+        "--write-thresholds",
+        "--out",
+        s(&t.join("st3")),
+    ]));
+    let cal = &json(&t.join("st3/stream.json"))["stream_calibration"];
+    assert!(
+        cal["safe"]["paused"].as_f64().unwrap() <= 0.1 + 1e-9,
+        "{cal}"
+    );
+    assert!(
+        cal["safe"]["flagged_or_paused"].as_f64().unwrap() <= 0.25 + 1e-9,
+        "{cal}"
+    );
+    assert_eq!(cal["cascade"], !c["cascade"].is_null(), "{cal}");
+    let c3 = json(&p3.join("config.json"));
+    let close = |a: &serde_json::Value, b: &serde_json::Value| {
+        (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-6
+    };
+    assert!(close(&c3["threshold"], &cal["threshold"]), "{c3}");
+    assert!(
+        close(&c3["pause_threshold"], &cal["pause_threshold"]),
+        "{c3}"
+    );
+    match cal["second_threshold"].is_null() {
+        true => assert!(c3["cascade"].is_null(), "{c3}"),
+        false => assert!(
+            close(&c3["cascade"]["threshold"], &cal["second_threshold"]),
+            "{c3}"
+        ),
+    }
     let out = ok(oc(&[
         "generate",
         "--probe",

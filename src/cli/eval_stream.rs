@@ -5,10 +5,11 @@ use super::eval::Args;
 use open_constitution::extract::prepare_rows;
 use open_constitution::extract::select_rows;
 use open_constitution::guard::replay::{
-    decide, replay, stream_threshold, summarize, ReplayOutcome, ReplaySummary,
+    decide_cascade, replay, summarize, ReplayOutcome, ReplaySummary,
 };
 use open_constitution::probe::stream::curve::{pause_curves, CurvePoint};
-use open_constitution::probe::stream::replay::StoreStream;
+use open_constitution::probe::stream::replay::{self as stream_replay, StoreStream};
+use open_constitution::probe::stream::StreamThresholds;
 use open_constitution::probe::{Probe, StreamCalibration};
 use std::path::Path;
 use std::time::Instant;
@@ -62,12 +63,16 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
     print_line("unsafe responses (label 1)", &unsafe_rows);
     print_line("safe responses (label 0)", &safe_rows);
     let calibration = match rates {
-        Some((flag_fpr, pause_fpr)) => Some(calibrate(&prepared, &outcomes, flag_fpr, pause_fpr)?),
+        Some(fpr) => {
+            let (t, report) = calibrate(&prepared, &outcomes, fpr, second.is_some())?;
+            Some((t, fpr, report))
+        }
         None => None,
     };
-    if let (true, Some(cal)) = (args.write_thresholds, &calibration) {
-        write_thresholds(args, probe, data, cal, &outcomes)?;
+    if let (true, Some((t, fpr, _))) = (args.write_thresholds, &calibration) {
+        write_thresholds(args, probe, data, (t, *fpr), &outcomes)?;
     }
+    let calibration = calibration.map(|(_, _, report)| report);
     std::fs::create_dir_all(out)?;
     let cascade = second.as_ref().map(|(_, t)| *t);
     let (alone, with_second) = curves(&outcomes, cascade);
@@ -94,7 +99,13 @@ pub fn run(args: &Args, probe: &Probe, data: &Path, out: &Path) -> anyhow::Resul
 /// The pause curves of the replayed trajectories: the probe alone, and with the cascade's
 /// second stage at threshold `cascade` (empty without one).
 fn curves(outcomes: &[ReplayOutcome], cascade: Option<f32>) -> (Vec<CurvePoint>, Vec<CurvePoint>) {
-    let streams: Vec<StoreStream> = outcomes
+    pause_curves(&streams_of(outcomes), cascade)
+}
+
+/// The replayed trajectories as streams, for the calibration and curves that judge any
+/// thresholds on them (a step's second-stage score is 0 without a cascade).
+fn streams_of(outcomes: &[ReplayOutcome]) -> Vec<StoreStream> {
+    outcomes
         .iter()
         .map(|o| StoreStream {
             label: o.label,
@@ -106,8 +117,7 @@ fn curves(outcomes: &[ReplayOutcome], cascade: Option<f32>) -> (Vec<CurvePoint>,
                 .map(|s| s.second.unwrap_or(0.0))
                 .collect(),
         })
-        .collect();
-    pause_curves(&streams, cascade)
+        .collect()
 }
 
 /// Writes the stream-calibrated thresholds of `cal` into the probe's config.json.
@@ -115,7 +125,7 @@ fn write_thresholds(
     args: &Args,
     probe: &Probe,
     data: &Path,
-    cal: &serde_json::Value,
+    (t, (flag_fpr, pause_fpr)): (&StreamThresholds, (f64, f64)),
     outcomes: &[ReplayOutcome],
 ) -> anyhow::Result<()> {
     if args.split == Some(open_constitution::probe::Split::Test) {
@@ -123,25 +133,28 @@ fn write_thresholds(
             "--write-thresholds on the test split: the test numbers reported later are no longer held out"
         );
     }
-    let num = |k: &str| cal[k].as_f64().unwrap_or(f64::NAN);
     let record = StreamCalibration {
         data: data.display().to_string(),
         split: args.split.map(|s| s.as_str().to_string()),
-        flag_fpr: num("flag_fpr"),
-        pause_fpr: num("pause_fpr"),
+        flag_fpr,
+        pause_fpr,
         safe_streams: outcomes.iter().filter(|o| o.label == 0).count(),
         per_state_threshold: 0.0,
         per_state_pause_threshold: 0.0,
     };
     let mut updated = probe.clone();
-    let (flag, pause) = (num("threshold") as f32, num("pause_threshold") as f32);
-    updated
-        .config_mut()
-        .set_stream_thresholds(flag, pause, record);
+    updated.config_mut().set_stream_thresholds(t, record);
     updated.config().guard_config().validate()?;
     updated.write(&args.probe)?;
+    let second = match (&probe.config().cascade, t.second) {
+        (None, _) => String::new(),
+        (Some(_), Some(c)) => format!(" and second-stage threshold {c:.6}"),
+        (Some(_), None) => " (and removed the cascade: it paused no more unsafe streams)".into(),
+    };
     println!(
-        "wrote threshold {flag:.6} and pause threshold {pause:.6} into {}",
+        "wrote threshold {:.6} and pause threshold {:.6}{second} into {}",
+        t.flag,
+        t.pause,
         args.probe.join("config.json").display()
     );
     Ok(())
@@ -159,36 +172,47 @@ fn stream_rates(fpr: &[f64]) -> anyhow::Result<(f64, f64)> {
     Ok((*flag_fpr, *pause_fpr))
 }
 
-/// Stream-level thresholds for the target rates, and what they achieve on these rows.
+/// Stream-level thresholds for the target rates (with a cascade, its second-stage threshold
+/// too, chosen jointly: [`stream_replay::calibrate`], the rule `train` uses on the store), and
+/// what the guard does with them on these rows.
 fn calibrate(
     rows: &[open_constitution::extract::PreparedRow],
     outcomes: &[ReplayOutcome],
-    flag_fpr: f64,
-    pause_fpr: f64,
-) -> anyhow::Result<serde_json::Value> {
-    let (Some(flag), Some(pause)) = (
-        stream_threshold(outcomes, flag_fpr),
-        stream_threshold(outcomes, pause_fpr),
-    ) else {
-        anyhow::bail!("--stream-fpr needs safe (label 0) rows to calibrate on");
-    };
+    (flag_fpr, pause_fpr): (f64, f64),
+    cascade: bool,
+) -> anyhow::Result<(StreamThresholds, serde_json::Value)> {
+    let t = stream_replay::calibrate(&streams_of(outcomes), flag_fpr, pause_fpr, cascade)
+        .ok_or_else(|| anyhow::anyhow!("--stream-fpr needs safe (label 0) rows to calibrate on"))?;
     let judged: Vec<ReplayOutcome> = rows
         .iter()
         .zip(outcomes)
-        .map(|(r, o)| decide(r, &o.trajectory, flag, pause))
+        .map(|(r, o)| decide_cascade(r, &o.trajectory, t.flag, t.pause, t.second))
         .collect();
     let (u, s) = (summarize(&judged, 1), summarize(&judged, 0));
+    let second = match (cascade, t.second) {
+        (false, _) => String::new(),
+        (true, Some(c)) => format!(", second stage {c:.6}"),
+        (true, None) => ", no second stage (it paused no more unsafe streams)".into(),
+    };
     println!(
-        "stream-calibrated for {flag_fpr} / {pause_fpr} of safe streams: threshold {flag:.6}, pause {pause:.6}"
+        "stream-calibrated for {flag_fpr} / {pause_fpr} of safe streams: threshold {:.6}, pause {:.6}{second}",
+        t.flag, t.pause
     );
     print_line("unsafe responses (label 1)", &u);
     print_line("safe responses (label 0)", &s);
-    println!("use with: generate --threshold {flag:.6} --pause-threshold {pause:.6}");
-    Ok(serde_json::json!({
+    if !cascade {
+        println!(
+            "use with: generate --threshold {:.6} --pause-threshold {:.6}",
+            t.flag, t.pause
+        );
+    }
+    let report = serde_json::json!({
         "flag_fpr": flag_fpr, "pause_fpr": pause_fpr,
-        "threshold": flag, "pause_threshold": pause,
+        "threshold": t.flag, "pause_threshold": t.pause,
+        "cascade": cascade, "second_threshold": t.second,
         "unsafe": u, "safe": s,
-    }))
+    });
+    Ok((t, report))
 }
 
 fn print_line(what: &str, s: &ReplaySummary) {

@@ -263,26 +263,6 @@ pub fn decide_cascade(
     }
 }
 
-/// The lowest threshold that at most `fpr` of the label-0 trajectories reach (their maximum
-/// smoothed risk), i.e. a stream-level false-positive rate; `None` without label-0 rows.
-pub fn stream_threshold(outcomes: &[ReplayOutcome], fpr: f64) -> Option<f32> {
-    let mut maxima: Vec<f32> = outcomes
-        .iter()
-        .filter(|o| o.label == 0)
-        .map(|o| o.trajectory.iter().map(|s| s.smoothed).fold(0.0, f32::max))
-        .collect();
-    if maxima.is_empty() {
-        return None;
-    }
-    maxima.sort_by(|a, b| b.total_cmp(a));
-    let allowed = (fpr * maxima.len() as f64).floor() as usize;
-    Some(match maxima.get(allowed) {
-        // Just above the first maximum that must not fire.
-        Some(&m) => f32::from_bits(m.to_bits() + 1).min(1.0),
-        None => 0.0,
-    })
-}
-
 /// Stream-level rates over outcomes of one label.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ReplaySummary {
@@ -425,31 +405,5 @@ mod tests {
         assert_eq!(lenient.status, GuardStatus::Flagged);
         assert_eq!(lenient.first_flag_token, Some(4));
         assert_eq!(lenient.steps.len(), 5);
-    }
-
-    #[test]
-    fn stream_threshold_bounds_the_share_of_safe_streams_that_fire() {
-        let safe = |peak: f32| {
-            let r = row(0..3, 0);
-            let risks = [0.1, peak, 0.2];
-            judge_row(&r, cfg(1, 1), |t| risks[t]).unwrap()
-        };
-        let o: Vec<ReplayOutcome> = [0.3, 0.5, 0.7, 0.9].into_iter().map(safe).collect();
-        // At most 25 % of 4 streams may reach it: only the 0.9 one.
-        let t = stream_threshold(&o, 0.25).unwrap();
-        assert!(t > 0.7 && t <= 0.9, "{t}");
-        let fired = o
-            .iter()
-            .filter(|x| {
-                decide(&row(0..3, 0), &x.trajectory, t, 1.0).status != GuardStatus::Completed
-            })
-            .count();
-        assert_eq!(fired, 1);
-        assert_eq!(
-            stream_threshold(&o, 0.0).unwrap(),
-            f32::from_bits(0.9f32.to_bits() + 1)
-        );
-        assert_eq!(stream_threshold(&o, 1.0), Some(0.0));
-        assert_eq!(stream_threshold(&[], 0.1), None);
     }
 }

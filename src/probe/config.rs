@@ -134,9 +134,15 @@ pub struct StreamCalibration {
 }
 
 impl ProbeConfig {
-    /// Replaces the thresholds with stream-calibrated ones, keeping the per-state ones of the
-    /// first calibration in the record (a second calibration does not overwrite them).
-    pub fn set_stream_thresholds(&mut self, flag: f32, pause: f32, mut cal: StreamCalibration) {
+    /// Replaces the thresholds with stream-calibrated ones (a cascade's second-stage threshold
+    /// too; `t.second` none drops the cascade, as `train` does when no second-stage threshold
+    /// pauses more unsafe streams), keeping the per-state ones of the first calibration in the
+    /// record (a second calibration does not overwrite them).
+    pub fn set_stream_thresholds(
+        &mut self,
+        t: &crate::probe::stream::StreamThresholds,
+        mut cal: StreamCalibration,
+    ) {
         if let Some(prev) = &self.stream_calibration {
             cal.per_state_threshold = prev.per_state_threshold;
             cal.per_state_pause_threshold = prev.per_state_pause_threshold;
@@ -144,8 +150,12 @@ impl ProbeConfig {
             cal.per_state_threshold = self.threshold;
             cal.per_state_pause_threshold = self.pause_threshold;
         }
-        self.threshold = flag;
-        self.pause_threshold = pause;
+        self.threshold = t.flag;
+        self.pause_threshold = t.pause;
+        self.cascade = match (self.cascade.take(), t.second) {
+            (Some(c), Some(threshold)) => Some(CascadeConfig { threshold, ..c }),
+            _ => None,
+        };
         self.stream_calibration = Some(cal);
     }
 
