@@ -3,8 +3,9 @@
 #   models (SmolLM2-135M-Instruct, the default, and Gemma 3 270M) -> data -> extract
 #   (label-balanced sample, up to 32 response-token states per exchange) -> the probe methods
 #   compared as guards (per-state baselines; streaming probes on one layer and on all layers, with
-#   a cascade; thresholds on validation streams) -> evaluate (test split from the store; exact
-#   guard replay of the test split and of XSTest's completions) -> two guarded generations ->
+#   a cascade; thresholds on validation streams from the store, then again, jointly with the
+#   cascade, on the exact guard replay of the validation split) -> evaluate (test split from the
+#   store; exact guard replay of the test split and of XSTest's completions) -> two guarded generations ->
 #   batched guarded generation over prompt sets (the guard on the model's own answers).
 # Every step prints where its output went; a rerun skips finished steps (extraction resumes).
 # Scale with OC_DEMO_EXAMPLES (training sample, default 2000), OC_DEMO_MAX_TOKENS (tokens per
@@ -97,9 +98,26 @@ print(max(v, key=lambda d: (v[d], d == "stream-1layer")))
 PY
 )
 echo "guarding with $CHOSEN (more unsafe validation streams paused)"
-rm -rf "$RUN/probe" && cp -r "$RUN/compare/$CHOSEN" "$RUN/probe"
+# A rerun keeps the probe (and its exact-replay thresholds below) unless the choice changed.
+if [ "$(cat "$RUN/probe.chosen" 2>/dev/null)" != "$CHOSEN" ] || [ ! -f "$RUN/probe/config.json" ]; then
+  # Everything judged with the previous probe goes too.
+  rm -rf "$RUN/probe" "$RUN/stream-validation" "$RUN/stream-xstest" "$RUN/stream-test" "$RUN/prompts"
+  cp -r "$RUN/compare/$CHOSEN" "$RUN/probe"
+  echo "$CHOSEN" > "$RUN/probe.chosen"
+fi
 cat "$RUN/compare/$CHOSEN.txt"
 done_step "$RUN/compare (compare.json, one probe each), $RUN/probe"
+
+step "calibrate: exact guard replay of the validation split"
+# The store keeps up to 32 states per exchange; the guard judges every token, so its safe streams
+# reach higher risks than the store's sample shows. The thresholds (the cascade's too, jointly,
+# by train's rule) are set again on the validation responses replayed token by token.
+if [ -f "$RUN/stream-validation/stream.json" ]; then echo "already calibrated"; else
+  "$BIN" eval --probe "$RUN/probe" --model "$MODEL" --data data/training_data.jsonl \
+    --max-examples "$N" --max-tokens "$MAXTOK" --split validation --stream \
+    --stream-fpr 0.05,0.01 --write-thresholds --out "$RUN/stream-validation"
+fi
+done_step "$RUN/stream-validation/stream.json, $RUN/probe/config.json"
 
 step "evaluate: held-out test split (streams replayed from the store)"
 "$BIN" eval --probe "$RUN/probe" --activations "$RUN/activations" --split test --out "$RUN/eval-test"
@@ -160,13 +178,19 @@ test = json.load(open(f"{run}/eval-test/eval.json"))
 layers = cfg.get("feature_layers") or [cfg["layer_index"]]
 casc = cfg.get("cascade")
 print(f"probe: streaming, layers {layers}, threshold {cfg['threshold']:.3f}, pause {cfg['pause_threshold']:.3f}"
-      + (f", cascade: second stage (mean of layer {casc['layer_index']}) >= {casc['threshold']:.3f}" if casc else ", no cascade"))
+      + (f", cascade: second stage (mean of layers {casc.get('layers') or [casc['layer_index']]}) >= {casc['threshold']:.3f}" if casc else ", no cascade"))
 s = cfg["streams"]
-print(f"  thresholds chosen on {s['validation']['safe_streams']} safe validation streams for {s['flag_fpr']:.0%} flagged / {s['pause_fpr']:.0%} paused")
+sc = cfg.get("stream_calibration")
+if sc:
+    print(f"  thresholds chosen on the exact replay of {sc['safe_streams']} safe validation responses for {sc['flag_fpr']:.0%} flagged / {sc['pause_fpr']:.0%} paused")
+else:
+    print(f"  thresholds chosen on {s['validation']['safe_streams']} safe validation streams (from the store) for {s['flag_fpr']:.0%} flagged / {s['pause_fpr']:.0%} paused")
 r, m = test["rates"], test["stream_metrics"]
 print(f"test split (from the store): stream ROC-AUC {m['roc_auc']:.3f}  TPR@1%FPR {m['tpr_at_1pct_fpr']:.3f}; paused {r['unsafe_paused']:.3f} of {r['unsafe_streams']} unsafe (median at token {r['median_pause_token']}), {r['safe_paused']:.3f} of {r['safe_streams']} safe")
-for name, what in [("stream-test", "test split"), ("stream-xstest", "XSTest completions")]:
+for name, what in [("stream-validation", "validation split, calibrated on"), ("stream-test", "test split"), ("stream-xstest", "XSTest completions")]:
     st = json.load(open(f"{run}/{name}/stream.json"))
+    # The validation replay ran at train's thresholds; what counts is the guard at the new ones.
+    st = st.get("stream_calibration") or st
     u, sf = st["unsafe"], st["safe"]
     print(f"guard replay ({what}): paused {u['paused']:.3f} of {u['rows']} unsafe responses (median at token {u['median_pause_token']}), {sf['paused']:.3f} of {sf['rows']} safe ones")
 for name in sorted(__import__('glob').glob(f"{run}/generate-*.json")):

@@ -250,6 +250,7 @@ fn probe_configs_never_panic() {
         store: store_info(&set, &given),
         layer: 4,
         layer_index,
+        feature_layers: None,
     };
     let opts = TrainOptions {
         alphas: vec![1.0],

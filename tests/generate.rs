@@ -347,9 +347,31 @@ impl RiskScorer for TwoLayerProbe {
     }
 }
 
-/// Issue 13: the cascade (a second stage on the running mean of another layer's states) and a
-/// multi-layer, logit-smoothed probe decide the same in `generate` and in replay, second-stage
-/// scores included, with pauses vetoed by the second stage turned into flags.
+/// A second stage on the means of two layers, concatenated (its score reads both parts, so a
+/// part in the wrong place or order changes it).
+struct ConcatSecond {
+    layers: [usize; 2],
+}
+
+impl RiskScorer for ConcatSecond {
+    fn layer(&self) -> usize {
+        self.layers[0]
+    }
+    fn score(&self, h: &[f32]) -> f32 {
+        let half = h.len() / 2;
+        let rms = |p: &[f32]| (p.iter().map(|x| x * x).sum::<f32>() / p.len() as f32).sqrt();
+        let z = h[0] / rms(&h[..half]).max(1e-12) - 2.0 * h[half + 1] / rms(&h[half..]).max(1e-12);
+        1.0 / (1.0 + (-z).exp())
+    }
+    fn layers(&self) -> Vec<usize> {
+        self.layers.to_vec()
+    }
+}
+
+/// Issue 13: the cascade (a second stage on the running mean of other layers' states: one
+/// layer, or two concatenated) and a multi-layer, logit-smoothed probe decide the same in
+/// `generate` and in replay, second-stage scores included, with pauses vetoed by the second
+/// stage turned into flags.
 #[test]
 fn cascade_decisions_are_equal_in_generate_and_replay() {
     use open_constitution::guard::{Decision, SecondStage};
@@ -358,32 +380,36 @@ fn cascade_decisions_are_equal_in_generate_and_replay() {
         let mut model = load(name, true);
         let n = model.files.manifest.num_layers;
         let probe = TwoLayerProbe { layers: [n / 2, n] };
-        let second = SoftProbe { layer: 1 };
-        let config = GuardConfig {
-            threshold: 0.0,
-            pause_threshold: 0.0, // every step reaches the pause: the second stage decides
-            probe_every_n_tokens: 1,
-            smoothing: Smoothing::LogitMovingAverage { window: 2 },
-        };
-        let setup = GuardSetup {
-            scorer: &probe,
-            config,
-            // Above every score: each step's pause is vetoed (flagged), so decoding goes on.
-            second: Some(SecondStage {
-                scorer: &second,
-                threshold: 1.5,
-            }),
-        };
-        let mut want = vec![n / 2, n];
-        if !want.contains(&1) {
-            want.push(1);
+        let one = SoftProbe { layer: 1 };
+        // In another order than the probe's layers, one of them shared.
+        let two = ConcatSecond { layers: [n, 1] };
+        let seconds: [(&dyn RiskScorer, Vec<usize>); 2] = [(&one, vec![2]), (&two, vec![1, 2])];
+        for (second, indices) in seconds {
+            let config = GuardConfig {
+                threshold: 0.0,
+                pause_threshold: 0.0, // every step reaches the pause: the second stage decides
+                probe_every_n_tokens: 1,
+                smoothing: Smoothing::LogitMovingAverage { window: 2 },
+            };
+            let setup = GuardSetup {
+                scorer: &probe,
+                config,
+                // Above every score: each step's pause is vetoed (flagged), so decoding goes on.
+                second: Some(SecondStage {
+                    scorer: second,
+                    threshold: 1.5,
+                }),
+            };
+            if n / 2 != 1 {
+                assert_eq!(
+                    setup.layers(),
+                    vec![n / 2, n, 1],
+                    "probe layers, then the second stage's others"
+                );
+                assert_eq!(setup.second_indices(), Some(indices));
+            }
+            decisions.extend(replay_equals_generate(name, &mut model, &setup));
         }
-        assert_eq!(
-            setup.layers(),
-            want,
-            "probe layers, then the second stage's"
-        );
-        decisions.extend(replay_equals_generate(name, &mut model, &setup));
     }
     assert!(
         decisions.iter().all(|&d| d == Decision::Flag) && !decisions.is_empty(),

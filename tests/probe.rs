@@ -31,6 +31,7 @@ fn train_store(
         store: store_info(&set, &given),
         layer,
         layer_index,
+        feature_layers: None,
     };
     train_layer(&input, opts, &Silent)
 }

@@ -200,7 +200,8 @@ pub fn report_on_store(
              seen in training or calibration; use --split test for an unbiased estimate"
         );
     }
-    let x = set.layer_matrix(probe.layer_index())?;
+    // Every layer the probe reads, concatenated as it reads them.
+    let x = set.layers_matrix(&probe.config().layers())?;
     let x = if idx.len() == x.nrows() {
         x
     } else {

@@ -76,7 +76,7 @@ pub fn report(
     let data = StreamSet::load(set, &c.layers())?;
     let second = probe.load_second_stage()?;
     let states = match &second {
-        Some((p, _)) => Some(set.layer_matrix(p.layer_index())?),
+        Some((p, _)) => Some(set.layers_matrix(&p.config().layers())?),
         None => None,
     };
     let stage = match (&second, &states) {

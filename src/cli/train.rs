@@ -100,10 +100,16 @@ pub struct Args {
     /// Streaming probe: most L-BFGS iterations per alpha (each is one pass over the states).
     #[arg(long, default_value_t = 300)]
     pub max_iters: u64,
-    /// Streaming probe: the layer whose response mean the cascade's second stage scores
-    /// (default: the last of --layers). No second forward pass: the guard keeps a running mean.
-    #[arg(long, allow_negative_numbers = true)]
+    /// Streaming probe: one layer whose response mean the cascade's second stage scores. No
+    /// second forward pass: the guard keeps a running mean of the states it already has.
+    #[arg(long, allow_negative_numbers = true, conflicts_with = "cascade_layers")]
     pub cascade_layer: Option<i64>,
+    /// Streaming probe: the layers whose response means the second stage concatenates, as
+    /// --layers takes them (`10,14,18`, `-1,-4`, `all`); default: the streaming probe's own
+    /// layers. More layers rank exchanges a little better and cost hidden x layers additions
+    /// per token for the running mean.
+    #[arg(long, allow_hyphen_values = true)]
+    pub cascade_layers: Option<String>,
     /// Streaming probe: no cascade (a pause needs only the streaming probe).
     #[arg(long)]
     pub no_cascade: bool,
@@ -142,6 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         store: store_info(&set, &args.activations),
         layer,
         layer_index,
+        feature_layers: None,
     };
     let bar = super::progress::bar(opts.alphas.len() as u64, "alphas");
     bar.0.set_message(format!("layer {layer_index}"));

@@ -93,12 +93,14 @@ fn streaming(
     let second = match args.no_cascade {
         true => None,
         false => {
-            let l = match args.cascade_layer {
-                Some(l) => resolve_layer(l, meta.num_layers)?,
-                None => *indices.last().expect("layers"),
+            let ls = match (args.cascade_layer, args.cascade_layers.as_deref()) {
+                (Some(l), _) => vec![resolve_layer(l, meta.num_layers)?],
+                (None, Some(spec)) => parse_layer_spec(spec, meta.num_layers, &meta.layers)?,
+                (None, None) => indices.clone(),
             };
-            let probe = second_stage(args, set, splits, opts, l)?;
-            Some((probe, set.layer_matrix(l)?))
+            let probe = second_stage(args, set, splits, opts, &ls)?;
+            let states = set.layers_matrix(&ls)?;
+            Some((probe, states))
         }
     };
     let second_ref = second.as_ref().map(|(p, states)| Second {
@@ -124,8 +126,9 @@ fn streaming(
     print!("{}", summary(&trained));
     match trained.probe.config().cascade.as_ref() {
         Some(c) => println!(
-            "cascade: a pause needs the second stage (mean of layer {} so far) >= {:.4}",
-            c.layer_index, c.threshold
+            "cascade: a pause needs the second stage (mean of {} so far) >= {:.4}",
+            layer_words(&c.layers()),
+            c.threshold
         ),
         None => println!(
             "cascade: none (no second-stage threshold paused more unsafe validation streams)"
@@ -134,20 +137,22 @@ fn streaming(
     Ok(rates)
 }
 
-/// The whole-exchange second stage: a per-state probe on the response means of layer `l`.
+/// The whole-exchange second stage: a per-state probe on the response means of `layers`
+/// (concatenated, as the guard's running mean of their states is).
 fn second_stage(
     args: &Args,
     set: &ActivationSet,
     splits: &SplitIndices,
     opts: &TrainOptions,
-    l: usize,
+    layers: &[usize],
 ) -> anyhow::Result<TrainedProbe> {
-    let x = set.mean_matrix(l)?;
-    let mut t = fit_view(args, set, splits, opts, &x, l)?;
+    let x = set.means_matrix(layers)?;
+    let mut t = fit_view(args, set, splits, opts, &x, layers)?;
     t.probe.config_mut().pooling = Pooling::Mean;
     let m = &t.probe.config().metrics;
     println!(
-        "second stage (mean of layer {l}): test ROC-AUC {}  TPR@1%FPR {}",
+        "second stage (mean of {}): test ROC-AUC {}  TPR@1%FPR {}",
+        layer_words(layers),
         m.roc_auc.map_or("-".into(), |v| format!("{v:.4}")),
         m.tpr_at_1pct_fpr.map_or("-".into(), |v| format!("{v:.4}"))
     );
@@ -169,7 +174,7 @@ fn baseline(
         (None, many) => anyhow::bail!("the store holds layers {many:?}: pick one with --layer"),
     };
     let x = view_matrix(set, layer, view)?;
-    let mut trained = fit_view(args, set, splits, opts, &x, layer)?;
+    let mut trained = fit_view(args, set, splits, opts, &x, &[layer])?;
     trained.probe.config_mut().pooling = match view {
         View::Last => Pooling::Last,
         View::Token => Pooling::Token,
@@ -195,7 +200,7 @@ fn fit_view(
     splits: &SplitIndices,
     opts: &TrainOptions,
     x: &Array2<f32>,
-    layer: usize,
+    layers: &[usize],
 ) -> anyhow::Result<TrainedProbe> {
     let input = LayerInput {
         x: x.view(),
@@ -203,13 +208,23 @@ fn fit_view(
         splits,
         meta: set.meta(),
         store: store_info(set, &args.activations),
-        layer: layer as i64,
-        layer_index: layer,
+        layer: layers[0] as i64,
+        layer_index: layers[0],
+        feature_layers: (layers.len() > 1).then(|| layers.to_vec()),
     };
     let bar = super::progress::bar(opts.alphas.len() as u64, "alphas");
     let t = train_layer(&input, opts, &bar)?;
     bar.finish();
     Ok(t)
+}
+
+/// "layer 18" or "layers 10, 14, 18".
+fn layer_words(layers: &[usize]) -> String {
+    let list: Vec<String> = layers.iter().map(|l| l.to_string()).collect();
+    match layers.len() {
+        1 => format!("layer {}", list[0]),
+        _ => format!("layers {}", list.join(", ")),
+    }
 }
 
 /// One state per exchange of a `tokens` store.

@@ -13,12 +13,23 @@ pub struct RunningMean {
 impl RunningMean {
     /// Adds one state (the first fixes the width).
     pub fn push(&mut self, state: &[f32]) {
-        if self.sum.len() != state.len() {
-            self.sum = vec![0.0; state.len()];
+        self.push_parts(&[state]);
+    }
+
+    /// Adds one state given in consecutive parts (the states of several layers at one token,
+    /// concatenated as a multi-layer probe reads them), without building the concatenation.
+    pub fn push_parts(&mut self, parts: &[&[f32]]) {
+        let width: usize = parts.iter().map(|p| p.len()).sum();
+        if self.sum.len() != width {
+            self.sum = vec![0.0; width];
             self.n = 0;
         }
-        for (a, &v) in self.sum.iter_mut().zip(state) {
-            *a += v as f64;
+        let mut sums = self.sum.iter_mut();
+        for part in parts {
+            // The part first: zip stops on it without taking a sum that belongs to the next.
+            for (&v, a) in part.iter().zip(&mut sums) {
+                *a += v as f64;
+            }
         }
         self.n += 1;
     }
@@ -52,5 +63,16 @@ mod tests {
         m.push(&[3.0, 6.0]);
         assert_eq!(m.mean(), &[2.0, 4.0]);
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn parts_are_the_mean_of_the_concatenation() {
+        let (mut parts, mut whole) = (RunningMean::default(), RunningMean::default());
+        for (a, b) in [([1.0, 2.0], [5.0]), ([3.0, -2.0], [7.0])] {
+            parts.push_parts(&[&a, &b]);
+            whole.push(&[a.as_slice(), b.as_slice()].concat());
+        }
+        assert_eq!(parts.mean(), &[2.0, 0.0, 6.0]);
+        assert_eq!(parts.mean(), whole.mean());
     }
 }

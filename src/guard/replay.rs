@@ -95,13 +95,18 @@ pub fn replay(
                 setup.scorer.score_states(&refs)
             };
             let row = &rows[i];
-            let second = match (&setup.second, setup.second_index()) {
-                (Some(s), Some(l)) => Some((s, RunningMeanUpTo::new(row.response.start), l)),
+            let second = match (&setup.second, setup.second_indices()) {
+                (Some(s), Some(ls)) => Some((s, RunningMeanUpTo::new(row.response.start), ls)),
                 _ => None,
             };
             out[i] = Some(match second {
-                Some((s, mut mean, l)) => {
-                    let mut second_at = |t: usize| s.scorer.score(mean.upto(t, |p| state(l, p)));
+                Some((s, mut mean, ls)) => {
+                    let push = |m: &mut crate::guard::RunningMean, p: usize| {
+                        let parts: Vec<Cow<'_, [f32]>> = ls.iter().map(|&l| state(l, p)).collect();
+                        let refs: Vec<&[f32]> = parts.iter().map(|s| &s[..]).collect();
+                        m.push_parts(&refs);
+                    };
+                    let mut second_at = |t: usize| s.scorer.score(mean.upto(t, &push));
                     let steps = trajectory_cascade(row, config, risk_at, Some(&mut second_at))?;
                     decide_cascade(
                         row,
@@ -138,13 +143,14 @@ impl RunningMeanUpTo {
         }
     }
 
-    fn upto<S: std::ops::Deref<Target = [f32]>>(
+    /// The mean up to position `t`; `push(mean, p)` adds position `p`'s state(s).
+    fn upto(
         &mut self,
         t: usize,
-        state: impl Fn(usize) -> S,
+        mut push: impl FnMut(&mut crate::guard::RunningMean, usize),
     ) -> &[f32] {
         while self.next <= t {
-            self.mean.push(&state(self.next));
+            push(&mut self.mean, self.next);
             self.next += 1;
         }
         self.mean.mean()

@@ -22,7 +22,7 @@ pub trait RiskScorer {
 }
 
 /// A cascade's second stage: a whole-exchange probe scoring the running mean of the response's
-/// states at its layer; a pause needs its agreement (score >= `threshold`).
+/// states at its layers (concatenated); a pause needs its agreement (score >= `threshold`).
 #[derive(Clone, Copy)]
 pub struct SecondStage<'a> {
     pub scorer: &'a dyn RiskScorer,
@@ -59,28 +59,33 @@ impl<'a> GuardSetup<'a> {
         self.scorers().layers()
     }
 
-    /// See [`Scorers::second_index`].
-    pub fn second_index(&self) -> Option<usize> {
-        self.scorers().second_index()
+    /// See [`Scorers::second_indices`].
+    pub fn second_indices(&self) -> Option<Vec<usize>> {
+        self.scorers().second_indices()
     }
 }
 
 impl Scorers<'_> {
-    /// Every hidden-state index a guarded step needs: the probe's layers, then the second
-    /// stage's layer when it is not among them.
+    /// Every hidden-state index a guarded step needs: the probe's layers, then those of the
+    /// second stage's layers that are not among them.
     pub fn layers(&self) -> Vec<usize> {
         let mut l = self.scorer.layers();
         if let Some(s) = &self.second {
-            if !l.contains(&s.scorer.layer()) {
-                l.push(s.scorer.layer());
+            for x in s.scorer.layers() {
+                if !l.contains(&x) {
+                    l.push(x);
+                }
             }
         }
         l
     }
 
-    /// Where the second stage's layer is in [`Scorers::layers`].
-    pub fn second_index(&self) -> Option<usize> {
+    /// Where the second stage's layers are in [`Scorers::layers`], in the order its probe
+    /// concatenates them (its running mean is of that concatenation).
+    pub fn second_indices(&self) -> Option<Vec<usize>> {
         let s = self.second.as_ref()?;
-        self.layers().iter().position(|&l| l == s.scorer.layer())
+        let all = self.layers();
+        let at = |l: usize| all.iter().position(|&a| a == l).expect("layers() lists it");
+        Some(s.scorer.layers().into_iter().map(at).collect())
     }
 }

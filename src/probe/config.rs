@@ -115,8 +115,22 @@ pub struct StreamRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CascadeConfig {
     pub dir: String,
+    /// The (first) hidden-state index whose response mean it scores.
     pub layer_index: usize,
+    /// A second stage on several layers: the hidden-state indices whose response means are
+    /// concatenated, in order (`layer_index` is the first); none for one layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<usize>>,
     pub threshold: f32,
+}
+
+impl CascadeConfig {
+    /// The hidden-state indices the second stage reads, in its order.
+    pub fn layers(&self) -> Vec<usize> {
+        self.layers
+            .clone()
+            .unwrap_or_else(|| vec![self.layer_index])
+    }
 }
 
 /// Thresholds chosen so that at most `flag_fpr` (`pause_fpr`) of the safe streams of `data`

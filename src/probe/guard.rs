@@ -16,10 +16,10 @@ impl Probe {
         })?;
         let second = Probe::load(&base.join(&c.dir))?;
         if second.config().model_hash != self.config().model_hash
-            || second.layer_index() != c.layer_index
+            || second.config().layers() != c.layers()
         {
             return Err(Error::Probe(format!(
-                "{}: the cascade's second stage in `{}` is for another model or layer than \
+                "{}: the cascade's second stage in `{}` is for another model or other layers than \
                  config.json's `cascade` says; retrain the probe",
                 base.display(),
                 c.dir

@@ -71,6 +71,7 @@ pub fn sweep(
             store: store_info(set, given),
             layer: index as i64,
             layer_index: index,
+            feature_layers: None,
         };
         let trained = train_layer(&input, opts, progress)?;
         let probe_dir = match keep {

@@ -87,6 +87,9 @@ pub struct LayerInput<'a> {
     /// The layer as the user gave it, and its absolute index.
     pub layer: i64,
     pub layer_index: usize,
+    /// Several layers' states concatenated per row (`x` is `[rows, layers x hidden]`; the
+    /// first is `layer_index`); none for one layer.
+    pub feature_layers: Option<Vec<usize>>,
 }
 
 /// A trained probe with its calibration record and timings, ready to write.
@@ -190,12 +193,12 @@ pub fn train_layer(
 
 fn check_input(input: &LayerInput<'_>) -> Result<()> {
     let (x, rows) = (input.x, input.rows);
-    if x.nrows() != rows.len() || x.ncols() != input.meta.hidden_size {
+    let width = input.meta.hidden_size * input.feature_layers.as_ref().map_or(1, |l| l.len());
+    if x.nrows() != rows.len() || x.ncols() != width {
         return Err(Error::Probe(format!(
-            "activations are {:?}, expected [{}, {}]",
+            "activations are {:?}, expected [{}, {width}]",
             x.shape(),
             rows.len(),
-            input.meta.hidden_size
         )));
     }
     input.splits.require_both_classes(rows)?;
@@ -320,7 +323,7 @@ fn finish(
         },
         training: training_info(input, opts, &f, &val, threshold),
         stream_calibration: None,
-        feature_layers: None,
+        feature_layers: input.feature_layers.clone(),
         streams: None,
         cascade: None,
     };

@@ -103,6 +103,17 @@ impl ActivationSet {
         self.concat(|s| s.mean_matrix(layer))
     }
 
+    /// The states of `layers` side by side (`[states, layers x hidden]`), concatenated per
+    /// state as a probe on several layers reads them.
+    pub fn layers_matrix(&self, layers: &[usize]) -> Result<Array2<f32>> {
+        side_by_side(layers, |l| self.layer_matrix(l))
+    }
+
+    /// The response means of `layers` side by side (`[rows, layers x hidden]`).
+    pub fn means_matrix(&self, layers: &[usize]) -> Result<Array2<f32>> {
+        side_by_side(layers, |l| self.mean_matrix(l))
+    }
+
     fn concat(
         &self,
         part: impl Fn(&ActivationStore) -> Result<Array2<f32>>,
@@ -111,6 +122,21 @@ impl ActivationSet {
         let views: Vec<_> = parts.iter().map(|m| m.view()).collect();
         concatenate(Axis(0), &views).map_err(|e| Error::Store(format!("concatenating stores: {e}")))
     }
+}
+
+fn side_by_side(
+    layers: &[usize],
+    matrix: impl Fn(usize) -> Result<Array2<f32>>,
+) -> Result<Array2<f32>> {
+    if let [one] = layers {
+        return matrix(*one);
+    }
+    let parts = layers
+        .iter()
+        .map(|&l| matrix(l))
+        .collect::<Result<Vec<_>>>()?;
+    let views: Vec<_> = parts.iter().map(|m| m.view()).collect();
+    concatenate(Axis(1), &views).map_err(|e| Error::Store(format!("concatenating layers: {e}")))
 }
 
 fn check_compatible(stores: &[ActivationStore]) -> Result<()> {

@@ -199,9 +199,10 @@ impl<'t, 's> Row<'t, 's> {
     ) -> Result<bool> {
         match (&mut self.guard, judged) {
             (Some(g), Some((scorers, states))) => {
-                let second = scorers.second.zip(scorers.second_index());
-                if let Some((_, i)) = second {
-                    self.second_mean.push(states[i]);
+                let second = scorers.second.zip(scorers.second_indices());
+                if let Some((_, idx)) = &second {
+                    let parts: Vec<&[f32]> = idx.iter().map(|&i| states[i]).collect();
+                    self.second_mean.push_parts(&parts);
                 }
                 if g.is_due(n, last) {
                     let k = scorers.scorer.layers().len();

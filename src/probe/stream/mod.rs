@@ -29,8 +29,9 @@ use crate::probe::Probe;
 use ndarray::Array2;
 use replay::{calibrate, rates, replay_row, StoreStream};
 
-/// A cascade's second stage during calibration: the probe and the raw states of its layer for
-/// every stored state (`[states, hidden]`, rows as in the store).
+/// A cascade's second stage during calibration: the probe and the raw states of its layers for
+/// every stored state (`[states, layers x hidden]`, concatenated as the probe reads them; rows as
+/// in the store).
 pub struct Second<'a> {
     pub probe: &'a Probe,
     pub states: &'a Array2<f32>,
@@ -126,11 +127,15 @@ pub fn calibrate_streams(
     c.pause_threshold = t.pause;
     c.streams = Some(record);
     c.cascade = match (second, t.second) {
-        (Some(s), Some(threshold)) => Some(CascadeConfig {
-            dir: s.dir.clone(),
-            layer_index: s.probe.layer_index(),
-            threshold,
-        }),
+        (Some(s), Some(threshold)) => {
+            let layers = s.probe.config().layers();
+            Some(CascadeConfig {
+                dir: s.dir.clone(),
+                layer_index: layers[0],
+                layers: (layers.len() > 1).then_some(layers),
+                threshold,
+            })
+        }
         _ => None,
     };
     Ok(test_rates)
