@@ -33,8 +33,10 @@ pub struct Row<'t, 's> {
     stop: Option<StopReason>,
     ttft_ms: Option<f64>,
     first_release_ms: Option<f64>,
-    /// A cascade's running mean of the response's states at the second stage's layer.
+    /// A cascade's running mean of the response's states at the second stage's layers, and
+    /// where those layers are among a step's states (fixed by the row's guard, so found once).
     second_mean: RunningMean,
+    second_at: Option<Vec<usize>>,
     /// Time spent judging (scoring, smoothing, deciding, the held stream; not the sink): the guard's own
     /// share of the decode loop, reported as [`Timings::guard_ms`].
     guard_time: std::time::Duration,
@@ -93,6 +95,7 @@ impl<'t, 's> Row<'t, 's> {
             ttft_ms: None,
             first_release_ms: None,
             second_mean: RunningMean::default(),
+            second_at: guard.and_then(|g| g.second_indices()),
             guard_time: std::time::Duration::ZERO,
         })
     }
@@ -199,8 +202,8 @@ impl<'t, 's> Row<'t, 's> {
     ) -> Result<bool> {
         match (&mut self.guard, judged) {
             (Some(g), Some((scorers, states))) => {
-                let second = scorers.second.zip(scorers.second_indices());
-                if let Some((_, idx)) = &second {
+                let second = scorers.second.zip(self.second_at.as_ref());
+                if let Some((_, idx)) = second {
                     let parts: Vec<&[f32]> = idx.iter().map(|&i| states[i]).collect();
                     self.second_mean.push_parts(&parts);
                 }
