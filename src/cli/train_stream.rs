@@ -73,6 +73,17 @@ fn streaming(
         (Some(l), None) => vec![resolve_layer(l, meta.num_layers)?],
         _ => indices,
     };
+    // Checked before the minutes of the streaming fit, not after.
+    let cascade_layers = match (
+        args.no_cascade,
+        args.cascade_layer,
+        args.cascade_layers.as_deref(),
+    ) {
+        (true, _, _) => None,
+        (false, Some(l), _) => Some(vec![resolve_layer(l, meta.num_layers)?]),
+        (false, None, Some(spec)) => Some(parse_layer_spec(spec, meta.num_layers, &meta.layers)?),
+        (false, None, None) => Some(indices.clone()),
+    };
     let data = StreamSet::load(set, &indices)?;
     let sopts = StreamOptions {
         tau: args.tau,
@@ -90,14 +101,9 @@ fn streaming(
     let (mut trained, info) =
         train_streaming(&data, meta, store, splits, &layers, (opts, &sopts), &bar)?;
     bar.finish();
-    let second = match args.no_cascade {
-        true => None,
-        false => {
-            let ls = match (args.cascade_layer, args.cascade_layers.as_deref()) {
-                (Some(l), _) => vec![resolve_layer(l, meta.num_layers)?],
-                (None, Some(spec)) => parse_layer_spec(spec, meta.num_layers, &meta.layers)?,
-                (None, None) => indices.clone(),
-            };
+    let second = match cascade_layers {
+        None => None,
+        Some(ls) => {
             let probe = second_stage(args, set, splits, opts, &ls)?;
             let states = set.layers_matrix(&ls)?;
             Some((probe, states))
